@@ -1,0 +1,34 @@
+# The commands the README gives. Each installs what it needs first.
+#   make setup   Debian's zookeeper package and a .venv with kazoo
+#   make demo    the loopback ensemble at 127.0.10.101-103, then a short tour
+#   make test    the test suite, against ensembles of its own
+#   make down    stop the loopback ensemble
+
+PYTHON ?= python3
+VENV := .venv
+CLUSTER := $(PYTHON) provision/local-cluster.py
+
+.PHONY: setup host test-setup demo down test
+
+setup: host $(VENV)/installed
+
+host:
+	bash provision/setup-host.sh
+
+$(VENV)/installed: requirements.txt tests/requirements.txt | host
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt -r tests/requirements.txt
+	touch $@
+
+test-setup: setup
+	bash provision/setup-host.sh --test-tools
+
+demo: setup
+	$(CLUSTER) up
+	$(CLUSTER) status
+
+down:
+	$(CLUSTER) down
+
+test: test-setup
+	$(VENV)/bin/python -m pytest tests

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install the Debian packages this project runs on, when they are missing.
+#
+#   setup-host.sh                 ZooKeeper (Debian's zookeeper package, with a
+#                                 JRE) and python3-venv; fails if it cannot
+#   setup-host.sh --test-tools    also shellcheck, vagrant and debootstrap for
+#                                 the test suite; tests that need a tool that
+#                                 could not be installed are skipped
+#
+# Uses sudo when not root. Set ZOOKEEPER_HOME to use an Apache release instead.
+set -euo pipefail
+
+required=()
+if [ -z "${ZOOKEEPER_HOME:-}" ] && [ ! -e /usr/share/java/zookeeper.jar ]; then
+    required+=(zookeeper)
+fi
+python3 -c 'import ensurepip, venv' 2>/dev/null || required+=(python3-venv)
+optional=()
+if [ "${1:-}" = --test-tools ]; then
+    for tool in shellcheck vagrant debootstrap; do
+        command -v "$tool" >/dev/null || optional+=("$tool")
+    done
+fi
+[ ${#required[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null; then
+    echo "setup-host.sh: no apt-get here; install by hand: ${required[*]} ${optional[*]}" >&2
+    if [ ${#required[@]} -gt 0 ]; then exit 1; fi
+    exit 0
+fi
+sudo=()
+[ "$(id -u)" = 0 ] || sudo=(sudo)
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
+        --no-install-recommends "$@" >/dev/null
+}
+# A fresh machine may have no package lists yet.
+if ! apt-cache show "${required[@]}" "${optional[@]}" >/dev/null 2>&1; then
+    echo "setup-host.sh: apt-get update"
+    "${sudo[@]}" apt-get update -qq
+fi
+if [ ${#required[@]} -gt 0 ]; then
+    echo "setup-host.sh: installing ${required[*]}"
+    apt_install "${required[@]}"
+fi
+for tool in "${optional[@]}"; do
+    echo "setup-host.sh: installing $tool (for the tests)"
+    apt_install "$tool" || echo "setup-host.sh: could not install $tool; its tests will be skipped" >&2
+done

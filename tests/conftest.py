@@ -1,0 +1,155 @@
+"""Test harness: real ZooKeeper ensembles on loopback ranges of the tests' own.
+
+The tests never touch the tutorial's ensemble (127.0.10.101-103): they start
+theirs through provision/local-cluster.py, as a user would, on 127.0.77.x
+(shared by the tests that leave it as they found it) and 127.0.78.x (a fresh
+one for tests that kill, stop or pause servers). A short tickTime keeps session
+expiry quick. Every ensemble is stopped at the end of the run, also when a test
+fails or the run is interrupted; one left behind by a killed run is stopped
+before the next run starts its own.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLUSTER = os.path.join(REPO, "provision", "local-cluster.py")
+STATE_ROOT = os.path.join(REPO, ".zkdemo", "tests")
+TICK_MS = 200
+
+
+def wait_until(condition, timeout=30.0, interval=0.05, what="condition"):
+    """Poll `condition` until it returns something true; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+class LocalEnsemble:
+    """One loopback ensemble, driven through local-cluster.py."""
+
+    def __init__(self, name, ips):
+        self.state_dir = os.path.join(STATE_ROOT, name)
+        self.ips = ips
+        self.hosts = ",".join(f"{ip}:2181" for ip in ips)
+
+    def run(self, *args, check=True, timeout=120):
+        result = subprocess.run(
+            [sys.executable, CLUSTER, *args, "--state-dir", self.state_dir],
+            capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"local-cluster.py {' '.join(args)} failed "
+                                 f"({result.returncode}):\n{result.stdout}{result.stderr}")
+        return result
+
+    def up(self):
+        return self.run("up", "--ips", ",".join(self.ips), "--tick-time", str(TICK_MS))
+
+    def down(self):
+        return self.run("down")
+
+    def wipe(self):
+        """Stop whatever runs in this state dir and forget its data."""
+        if os.path.isdir(self.state_dir):
+            self.down()
+            shutil.rmtree(self.state_dir)
+
+    def modes(self):
+        """{'zoo1': 'follower', ...} as `local-cluster.py status` prints it."""
+        modes = {}
+        for line in self.run("status").stdout.splitlines():
+            fields = line.split()
+            if fields and fields[0].startswith("zoo"):
+                modes[fields[0]] = " ".join(fields[4:])
+        return modes
+
+    def pids(self):
+        pids = {}
+        for name in ("zoo1", "zoo2", "zoo3"):
+            try:
+                with open(os.path.join(self.state_dir, name, "pid")) as f:
+                    pids[name] = int(f.read())
+            except OSError:
+                pass
+        return pids
+
+    def leader(self):
+        return next((n for n, m in self.modes().items() if m == "leader"), None)
+
+    def wait_serving(self, servers=("zoo1", "zoo2", "zoo3"), timeout=60):
+        def serving():
+            modes = self.modes()
+            if all(modes.get(s) in ("leader", "follower") for s in servers) \
+                    and "leader" in modes.values():
+                return modes
+        return wait_until(serving, timeout, interval=0.2,
+                          what=f"{', '.join(servers)} to serve with a leader")
+
+    def address(self, name):
+        return f"{self.ips[int(name[-1]) - 1]}:2181"
+
+
+def _interrupt_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def pytest_configure(config):
+    # A CI timeout sends SIGTERM: turn it into Ctrl-C, so fixtures still tear down.
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+
+
+@pytest.fixture(scope="session")
+def ensemble():
+    """A running three-server ensemble, shared: leave it as you found it."""
+    cluster = LocalEnsemble("shared", ["127.0.77.1", "127.0.77.2", "127.0.77.3"])
+    cluster.wipe()
+    cluster.up()
+    try:
+        cluster.wait_serving()
+        yield cluster
+    finally:
+        cluster.down()
+
+
+@pytest.fixture
+def scratch_ensemble():
+    """A fresh ensemble of one test's own, for killing, stopping and pausing."""
+    cluster = LocalEnsemble("scratch", ["127.0.78.1", "127.0.78.2", "127.0.78.3"])
+    cluster.wipe()
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+def kazoo_client(hosts, **kwargs):
+    from kazoo.client import KazooClient
+    client = KazooClient(hosts=hosts, **kwargs)
+    client.start(timeout=15)
+    return client
+
+
+@pytest.fixture
+def zk_factory():
+    """Connect kazoo clients; all are closed at the end of the test."""
+    clients = []
+
+    def connect(hosts, **kwargs):
+        client = kazoo_client(hosts, **kwargs)
+        clients.append(client)
+        return client
+    yield connect
+    for client in clients:
+        client.stop()
+        client.close()
