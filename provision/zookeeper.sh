@@ -5,7 +5,8 @@
 #
 #   MYID            this server's id: 1, 2 or 3 (see config/nodes)
 #   ADDRESSES       the ensemble's addresses in myid order, comma separated
-#                   (the Vagrantfile passes 10.0.10.101,10.0.10.102,10.0.10.103)
+#                   (the Vagrantfile passes 10.0.10.101,10.0.10.102,10.0.10.103);
+#                   a single address makes a standalone server
 #   CLIENT_ADDRESS  bind the client port to this address only (default: all
 #                   addresses, so that other machines and 127.0.0.1 both reach it)
 #
@@ -87,7 +88,9 @@ render_zoo_cfg() {
     while IFS='=' read -r key value; do
         case "$key" in
             '' | '#'*) continue ;;
-            server.*) value="${addresses[${key#server.} - 1]}:${value#*:}" ;;
+            server.*)  # an ensemble of fewer addresses leaves the rest out
+                [ "${key#server.}" -le "${#addresses[@]}" ] || continue
+                value="${addresses[${key#server.} - 1]}:${value#*:}" ;;
         esac
         echo "$key=$value"
         if [ "$key" = clientPort ] && [ -n "$client_address" ]; then

@@ -1,0 +1,202 @@
+"""The VM side: the Vagrantfile, the shell scripts, and a real provisioner run.
+
+A VM cannot be booted here, so the provisioner for zoo1 runs in a Debian
+bookworm root made by debootstrap, entered with chroot. It is given loopback
+addresses: a server started here with the VMs' 10.0.10.x addresses would try
+to reach them.
+"""
+
+import glob
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from conftest import REPO, STATE_ROOT, wait_until
+
+CHROOT_DIR = os.path.join(os.path.dirname(STATE_ROOT), "chroot")
+CHROOT_IP = "127.0.20.1"
+HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def shell_scripts():
+    return sorted(glob.glob(os.path.join(REPO, "provision", "*.sh"))) + \
+        [os.path.join(REPO, ".ci", "run")]
+
+
+def test_shell_scripts_are_shellcheck_clean():
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck is not installed and `make test` could not install it")
+    result = subprocess.run(["shellcheck", *shell_scripts()], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_vagrantfile_validates():
+    if not shutil.which("vagrant"):
+        pytest.skip("vagrant is not installed and `make test` could not install it")
+    result = subprocess.run(["vagrant", "validate"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "validated successfully" in result.stdout
+
+
+def test_provisioner_usage_errors():
+    script = os.path.join(REPO, "provision", "zookeeper.sh")
+    for args, message in ([[], "usage: zookeeper.sh MYID ADDRESSES"],
+                          [["4", "127.0.20.1,127.0.20.2"], "MYID must be 1 to 2, got '4'"],
+                          [["x", "127.0.20.1"], "MYID must be 1 to 1, got 'x'"]):
+        result = subprocess.run(["bash", script, *args], capture_output=True, text=True)
+        assert result.returncode == 2
+        assert message in result.stderr
+
+
+def host_mirror():
+    """The Debian mirror this machine's apt sources name."""
+    sources = glob.glob("/etc/apt/sources.list.d/*.sources") + ["/etc/apt/sources.list"]
+    for path in sources:
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        for match in re.finditer(r"^URIs:\s*(\S+)|^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+\S+\s",
+                                 text, re.M):
+            uri = match.group(1) or match.group(2)
+            if "security" not in uri:
+                return uri
+    return "http://deb.debian.org/debian"
+
+
+class Chroot:
+    """A Debian bookworm root for one provisioner run, with what a chroot needs."""
+
+    def __init__(self):
+        self.base = os.path.join(CHROOT_DIR, "base")
+        self.root = os.path.join(CHROOT_DIR, "zoo1")
+        self.archives = os.path.join(CHROOT_DIR, "apt-archives")
+        self.mounts = []
+
+    def build(self):
+        # The bare root is made once and kept under .zkdemo/; each run provisions a copy.
+        if not os.path.exists(os.path.join(self.base, ".complete")):
+            shutil.rmtree(self.base, ignore_errors=True)
+            subprocess.run(["debootstrap", "--variant=minbase", "bookworm", self.base,
+                            host_mirror()], check=True, capture_output=True, timeout=900)
+            open(os.path.join(self.base, ".complete"), "w").close()
+        self.remove()
+        subprocess.run(["cp", "-a", self.base, self.root], check=True)
+        shutil.copy("/etc/resolv.conf", os.path.join(self.root, "etc/resolv.conf"))
+        if os.path.exists(HOST_CA):
+            # Downloads may pass through a proxy that only the host's CA bundle trusts.
+            shutil.copy(HOST_CA, os.path.join(self.root, "etc/zkdemo-host-ca.crt"))
+        policy = os.path.join(self.root, "usr/sbin/policy-rc.d")
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\n# Packages must not start services in this chroot.\nexit 101\n")
+        os.chmod(policy, 0o755)
+        os.makedirs(self.archives, exist_ok=True)
+        for source, target, options in (("proc", "proc", ["-t", "proc"]),
+                                         ("sysfs", "sys", ["-t", "sysfs"]),
+                                         ("/dev", "dev", ["--bind"]),
+                                         ("devpts", "dev/pts", ["-t", "devpts"]),
+                                         (self.archives, "var/cache/apt/archives", ["--bind"]),
+                                         (REPO, "vagrant", ["--bind", "-o", "ro"])):
+            path = os.path.join(self.root, target)
+            os.makedirs(path, exist_ok=True)
+            subprocess.run(["mount", *options, source, path], check=True)
+            self.mounts.append(path)
+
+    def run(self, *command, timeout=900):
+        env = ["env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "HOME=/root", "LANG=C.UTF-8", "ZKDEMO_REPO=/vagrant"]
+        if os.path.exists(os.path.join(self.root, "etc/zkdemo-host-ca.crt")):
+            env.append("PIP_CERT=/etc/zkdemo-host-ca.crt")
+        return subprocess.run(["chroot", self.root, *env, *command],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def zookeeper_pid(self):
+        """The chroot's ZooKeeper, if its recorded pid is still that JVM."""
+        try:
+            pid = int(open(os.path.join(self.root, "run/zookeeper/zookeeper.pid")).read())
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        except (OSError, ValueError):
+            return None
+        return pid if b"QuorumPeerMain" in cmdline and b"conf_zkdemo" in cmdline else None
+
+    def teardown(self):
+        self.run("/etc/init.d/zookeeper", "stop", timeout=60)
+        pid = self.zookeeper_pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: self.zookeeper_pid() is None, 10, what="the chroot's ZooKeeper to exit")
+        for path in reversed(self.mounts):
+            if subprocess.run(["umount", path]).returncode != 0:
+                subprocess.run(["umount", "--lazy", path])
+        self.mounts = []
+
+    def remove(self):
+        """Delete the work copy, never what is mounted into it (/dev, the repo)."""
+        if not os.path.isdir(self.root):
+            return
+        for path in ("vagrant", "var/cache/apt/archives", "dev/pts", "dev", "sys", "proc"):
+            subprocess.run(["umount", "--lazy", os.path.join(self.root, path)],
+                           stderr=subprocess.DEVNULL)
+        with open("/proc/self/mounts") as f:
+            mounted = [line.split()[1] for line in f if line.split()[1].startswith(self.root + "/")]
+        if mounted:
+            raise RuntimeError(f"still mounted, not deleting {self.root}: {mounted}")
+        subprocess.run(["rm", "-rf", "--one-file-system", self.root], check=True)
+
+
+def srvr(ip):
+    try:
+        with socket.create_connection((ip, 2181), timeout=2) as s:
+            s.sendall(b"srvr")
+            return s.makefile(errors="replace").read()
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def chroot():
+    if os.geteuid() != 0:
+        pytest.skip("the chroot provisioner test needs root (CI is root)")
+    if not shutil.which("debootstrap"):
+        pytest.skip("debootstrap is not installed and `make test` could not install it")
+    root = Chroot()
+    try:
+        root.build()
+        yield root
+    finally:
+        root.teardown()
+
+
+def test_provisioner_installs_zookeeper_and_a_second_run_changes_nothing(chroot):
+    first = chroot.run("bash", "/vagrant/provision/zookeeper.sh", "1", CHROOT_IP, CHROOT_IP)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "zoo1: installing zookeeperd python3-venv" in first.stdout
+    assert "zoo1: ZooKeeper answers on port 2181: standalone" in first.stdout
+
+    # What the VM gets: the config rendered from config/zoo.cfg, the myid, a venv with kazoo.
+    # (Read inside the chroot: Debian's links there are absolute paths.)
+    zoo_cfg = chroot.run("cat", "/etc/zookeeper/conf/zoo.cfg").stdout
+    assert f"server.1={CHROOT_IP}:2888:3888" in zoo_cfg
+    assert "4lw.commands.whitelist=srvr, mntr, ruok, stat, conf" in zoo_cfg
+    assert chroot.run("cat", "/var/lib/zookeeper/myid").stdout == "1\n"
+    kazoo = chroot.run("bash", "-lc", "python3 -c 'import kazoo.client; print(kazoo.__file__)'")
+    assert kazoo.stdout.startswith("/opt/zkdemo-venv/"), kazoo.stdout + kazoo.stderr
+    # ZooKeeper logs where Debian puts the log, and answers from outside the chroot.
+    assert "Mode: standalone" in wait_until(lambda: srvr(CHROOT_IP), 30, what="srvr")
+    log = os.path.join(chroot.root, "var/log/zookeeper/zookeeper.log")
+    assert "binding to port" in open(log).read()
+
+    pid = chroot.zookeeper_pid()
+    second = chroot.run("bash", "/vagrant/provision/zookeeper.sh", "1", CHROOT_IP, CHROOT_IP)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stdout.splitlines() == [
+        "zoo1: configuration unchanged; ZooKeeper left running",
+        "zoo1: ZooKeeper answers on port 2181: standalone",
+    ]
+    assert chroot.zookeeper_pid() == pid
