@@ -308,6 +308,8 @@ class Ensemble:
                                     cwd=server.dir)
         with open(server.pidfile, "w") as f:
             f.write(f"{proc.pid}\n")
+        # Until the child has exec'd java, its command line is still ours.
+        wait_for(lambda: proc.poll() is not None or server.pid() is not None, 10.0)
         return True
 
     def signal(self, server, sig):
