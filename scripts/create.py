@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Create an ephemeral, sequential znode under /zkdemo and take part in a
+leader election with every other create.py.
+
+  ephemeral   the znode lives as long as this process's ZooKeeper session:
+              when the process exits, or its session expires, it is gone.
+  sequential  ZooKeeper appends a counter to the name (node-0000000042), one
+              higher for every znode created under /zkdemo, so the znodes
+              have an order that every client sees the same.
+
+The election is the recipe from ZooKeeper's documentation: the lowest sequence
+number leads. Everyone else watches only the znode just before its own, so
+that when a znode goes, exactly one process is woken up to re-check (no
+"herd" of watchers). kazoo's kazoo.recipe.election.Election does the same
+through its Lock recipe; this script does it by hand to show how it works.
+
+It stays NUMBER seconds (random 1 to 60 when omitted), then deletes its znode
+and exits. It prints "became leader", "following <znode>" while it waits, and
+"no longer leader" as soon as leadership may be gone: on exit, and also when the
+connection is suspended, because from then on it cannot know whether its
+session, and so its znode, still exists.
+"""
+
+import datetime
+import json
+import os
+import queue
+import random
+import socket
+import threading
+import time
+
+from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoNodeError, client_address, connect,
+                    disconnect, ensure_root, log, make_parser, positive_number, run,
+                    sequence_number)
+
+PREFIX = ROOT + "/node-"
+
+
+class Elector:
+    def __init__(self, ip):
+        self.zk = None
+        self.ip = ip
+        self.path = None            # our znode, once created
+        self.following = None       # the znode we watch, while we wait
+        self.leading = False
+        self.lock = threading.Lock()
+        self.wakeups = queue.Queue()  # "check" when the election may have changed
+
+    # kazoo calls these two from its own thread: they must not block.
+    def on_state(self, state):
+        if state != KazooState.CONNECTED:
+            self.step_down("connection " + state.lower())
+            self.following = None
+        self.wakeups.put("check")
+
+    def on_predecessor_change(self, event):
+        self.wakeups.put("check")
+
+    def step_down(self, why):
+        with self.lock:
+            if self.leading:
+                self.leading = False
+                log(f"no longer leader ({why})")
+
+    def create_node(self):
+        data = {"host": socket.gethostname(), "ip": self.ip, "pid": os.getpid(),
+                "created": datetime.datetime.now().isoformat(timespec="milliseconds")}
+        self.path = self.zk.create(PREFIX, json.dumps(data).encode(),
+                                   ephemeral=True, sequence=True)
+        log(f"created {self.path}")
+
+    def check(self):
+        """One round of the election recipe."""
+        if self.zk.state != KazooState.CONNECTED:
+            return  # nothing can be known until we reconnect
+        if self.path is None or not self.zk.exists(self.path):
+            # First time, or our session expired and took our znode with it.
+            self.create_node()
+        while True:
+            nodes = sorted((c for c in self.zk.get_children(ROOT) if c.startswith("node-")),
+                           key=sequence_number)
+            mine = self.path.rsplit("/", 1)[1]
+            if mine not in nodes:
+                return self.check()  # deleted meanwhile: start again
+            position = nodes.index(mine)
+            if position == 0:
+                return self.become_leader()
+            predecessor = f"{ROOT}/{nodes[position - 1]}"
+            # Watch only the znode just before ours. If it is already gone,
+            # look again: someone else may be before us now.
+            if self.zk.exists(predecessor, watch=self.on_predecessor_change):
+                if predecessor != self.following:
+                    self.following = predecessor
+                    log(f"following {predecessor}")
+                return
+
+    def become_leader(self):
+        with self.lock:
+            if not self.leading and self.zk.state == KazooState.CONNECTED:
+                self.leading = True
+                log("became leader")
+
+    def leave(self):
+        self.step_down("exiting")
+        if self.path and self.zk.state == KazooState.CONNECTED:
+            try:
+                self.zk.delete(self.path)  # the successor takes over at once
+            except NoNodeError:
+                pass
+
+
+def main():
+    parser = make_parser(__doc__)
+    parser.add_argument("seconds", nargs="?", type=positive_number, metavar="NUMBER",
+                        help="how long to stay, in seconds (default: random, 1 to 60)")
+    parser.add_argument("--session-timeout", type=positive_number, default=10.0,
+                        metavar="SECONDS", help="the session timeout asked for (default 10); "
+                        "the servers clamp it to 2 to 20 ticks")
+    args = parser.parse_args()
+    seconds = args.seconds or random.uniform(1, 60)
+
+    elector = Elector(client_address(args))
+    zk = elector.zk = connect(args, session_timeout=args.session_timeout,
+                              on_state=elector.on_state)
+    log(f"staying {seconds:.1f} s")
+    deadline = time.monotonic() + seconds
+    try:
+        ensure_root(zk)
+        elector.wakeups.put("check")
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                elector.wakeups.get(timeout=remaining)
+            except queue.Empty:
+                break
+            try:
+                elector.check()
+            except CONNECTION_ERRORS:
+                pass  # the listener has stepped down; we re-check on reconnect
+        log("time is up")
+    finally:
+        elector.leave()
+        disconnect(zk)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,229 @@
+"""What every tutorial script shares: options, connecting, output, errors.
+
+Each script in this folder is a page of the tutorial and reads top to bottom;
+the plumbing they all need lives here once:
+
+- the options --hosts (alias --host), --timeout and --source;
+- connect(), which starts a kazoo client, logs its connection states
+  (suspended, lost, reconnected) and fails with one line when no server answers;
+- log(), which prints one timestamped line;
+- run(), which turns Ctrl-C and SIGTERM into a quiet exit after the script's
+  own clean-up, and expected failures into one line on stderr.
+"""
+
+import argparse
+import datetime
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+
+PROG = os.path.basename(sys.argv[0])
+try:
+    from kazoo.client import KazooClient, KazooState
+    from kazoo.exceptions import (ConnectionLoss, NoAuthError, NoNodeError,
+                                  NodeExistsError, SessionExpiredError)
+    from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
+except ImportError:
+    sys.exit(f"{PROG}: kazoo is not installed for {sys.executable}; run `make setup` "
+             "and then `. .venv/bin/activate` (or run the script with .venv/bin/python)")
+
+__all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeError",
+           "NodeExistsError", "UserError", "log", "make_parser", "positive_number", "connect",
+           "disconnect", "client_address", "ensure_root", "sequence_number", "run"]
+
+ROOT = "/zkdemo"   # every znode the tutorial creates lives below this one
+DEFAULT_HOSTS = "127.0.0.1:2181"
+DEFAULT_PORT = 2181
+
+# What a call may raise while the connection is down: the listener reports it.
+CONNECTION_ERRORS = (ConnectionLoss, SessionExpiredError)
+
+
+class UserError(Exception):
+    """An expected failure: printed as one line on stderr, then exit `code`."""
+
+    def __init__(self, message, code=1):
+        super().__init__(message)
+        self.code = code
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that `finally` blocks clean up."""
+
+
+# --- output ------------------------------------------------------------------
+
+def log(message):
+    """Print one line, stamped with the local time to the millisecond."""
+    now = datetime.datetime.now().isoformat(sep=" ", timespec="milliseconds")
+    print(f"{now} {message}", flush=True)
+
+
+# --- options -------------------------------------------------------------------
+
+def hosts_list(text):
+    """--hosts: HOST[:PORT][,HOST[:PORT]...]; the port defaults to 2181."""
+    hosts = []
+    for entry in text.split(","):
+        entry = entry.strip()
+        host, colon, port = entry.rpartition(":") if ":" in entry else (entry, "", "")
+        if not host:
+            raise argparse.ArgumentTypeError(f"empty host in {text!r} (expected HOST[:PORT],...)")
+        if colon:
+            if not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise argparse.ArgumentTypeError(f"bad port {port!r} in {entry!r} (1 to 65535)")
+        hosts.append(f"{host}:{port or DEFAULT_PORT}")
+    return ",".join(hosts)
+
+
+def positive_number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def make_parser(doc, **kwargs):
+    """An argument parser whose help is the script's docstring, with the
+    options every script shares."""
+    parser = argparse.ArgumentParser(description=doc, prog=PROG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     **kwargs)
+    default_hosts = os.environ.get("ZKDEMO_HOSTS") or DEFAULT_HOSTS
+    parser.add_argument("--hosts", "--host", type=hosts_list, default=hosts_list(default_hosts),
+                        metavar="HOST[:PORT],...",
+                        help="ZooKeeper servers; kazoo picks among them (default: "
+                             f"$ZKDEMO_HOSTS, else {DEFAULT_HOSTS}; port 2181 if omitted)")
+    parser.add_argument("--timeout", type=positive_number, default=10.0, metavar="SECONDS",
+                        help="give up connecting after this long (default 10)")
+    parser.add_argument("--source", metavar="IP",
+                        help="connect from this local address; on the loopback ensemble "
+                             "--source 127.0.0.2 looks like another machine to IP ACLs")
+    return parser
+
+
+# --- connecting -------------------------------------------------------------
+
+class SourceAddressHandler(SequentialThreadingHandler):
+    """kazoo's threading handler, with connections made from a chosen address."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source = source
+
+    def create_connection(self, address, timeout=None, **kwargs):
+        sock = socket.create_connection(address, timeout, source_address=(self.source, 0))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+def check_source(source):
+    with socket.socket() as s:
+        try:
+            s.bind((source, 0))
+        except OSError:
+            raise UserError(f"--source {source}: not an address of this machine", code=2)
+
+
+def connect(args, session_timeout=10.0, on_state=None):
+    """Start a kazoo client on args.hosts within args.timeout seconds.
+
+    Connection states are logged as they change. `on_state(state)` is called
+    after logging, from kazoo's thread: it must not block.
+    """
+    logging.getLogger("kazoo").setLevel(logging.CRITICAL + 1)  # we report states ourselves
+    handler = None
+    if args.source:
+        check_source(args.source)
+        handler = SourceAddressHandler(args.source)
+    zk = KazooClient(hosts=args.hosts, timeout=session_timeout, handler=handler)
+    session = {}
+
+    def listener(state):
+        if state == KazooState.SUSPENDED:
+            log("connection suspended: the session may still be alive; reconnecting")
+        elif state == KazooState.LOST:
+            log("session lost: ZooKeeper expired it, and its ephemeral znodes are gone")
+        elif session:
+            same = zk.client_id and zk.client_id[0] == session.get("id")
+            log(f"reconnected ({'same session' if same else 'new session'})")
+        if state == KazooState.CONNECTED and zk.client_id:
+            session["id"] = zk.client_id[0]
+        if on_state:
+            on_state(state)
+
+    zk.add_listener(listener)
+    zk.zkdemo_listener = listener
+    try:
+        zk.start(timeout=args.timeout)
+    except KazooTimeoutError:
+        disconnect(zk)
+        raise UserError(f"cannot reach ZooKeeper at {args.hosts} within {args.timeout:g} s")
+    session["id"] = zk.client_id[0]
+    return zk
+
+
+def disconnect(zk):
+    """Close the session, so ZooKeeper deletes its ephemeral znodes at once
+    (not a session timeout later). Our own closing is not reported as a loss."""
+    zk.remove_listener(zk.zkdemo_listener)
+    zk.stop()
+    zk.close()
+
+
+def client_address(args):
+    """The address this machine connects to ZooKeeper from (what IP ACLs see)."""
+    if args.source:
+        return args.source
+    host, port = args.hosts.split(",")[0].rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, int(port)))  # sends nothing: it only picks the route
+        return s.getsockname()[0]
+
+
+def ensure_root(zk):
+    """Create /zkdemo when it is missing."""
+    zk.ensure_path(ROOT)
+
+
+def sequence_number(name):
+    """The number ZooKeeper appended to a sequential znode's name (-1 if none)."""
+    match = re.search(r"(\d{10})$", name)
+    return int(match.group(1)) if match else -1
+
+
+# --- running a script ---------------------------------------------------------
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def run(main):
+    """Run main(); exit quietly on Ctrl-C or SIGTERM, with one line on errors."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    except Terminated:
+        code = 143
+    except UserError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        code = e.code
+    except NoAuthError as e:
+        print(f"{PROG}: ZooKeeper refused: no permission (NoAuth){describe(e)}", file=sys.stderr)
+        code = 1
+    except CONNECTION_ERRORS as e:
+        print(f"{PROG}: lost the connection to ZooKeeper ({type(e).__name__})", file=sys.stderr)
+        code = 1
+    sys.exit(code or 0)
+
+
+def describe(error):
+    return f": {error.args[0]}" if error.args and error.args[0] else ""
