@@ -19,6 +19,7 @@ import re
 import signal
 import socket
 import sys
+import tempfile
 
 PROG = os.path.basename(sys.argv[0])
 try:
@@ -26,13 +27,15 @@ try:
     from kazoo.exceptions import (ConnectionLoss, NoAuthError, NoNodeError,
                                   NodeExistsError, SessionExpiredError)
     from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
+    from kazoo.security import ACL, Id, OPEN_ACL_UNSAFE, Permissions
 except ImportError:
     sys.exit(f"{PROG}: kazoo is not installed for {sys.executable}; run `make setup` "
              "and then `. .venv/bin/activate` (or run the script with .venv/bin/python)")
 
 __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeError",
            "NodeExistsError", "UserError", "log", "make_parser", "positive_number", "connect",
-           "disconnect", "client_address", "ensure_root", "sequence_number", "run"]
+           "disconnect", "client_address", "ensure_root", "sequence_number", "run",
+           "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "run_dir"]
 
 ROOT = "/zkdemo"   # every znode the tutorial creates lives below this one
 DEFAULT_HOSTS = "127.0.0.1:2181"
@@ -89,12 +92,13 @@ def positive_number(text):
     return value
 
 
-def make_parser(doc, **kwargs):
+def make_parser(doc, connects=True):
     """An argument parser whose help is the script's docstring, with the
-    options every script shares."""
+    options every script that connects to ZooKeeper shares."""
     parser = argparse.ArgumentParser(description=doc, prog=PROG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     **kwargs)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    if not connects:
+        return parser
     default_hosts = os.environ.get("ZKDEMO_HOSTS") or DEFAULT_HOSTS
     parser.add_argument("--hosts", "--host", type=hosts_list, default=hosts_list(default_hosts),
                         metavar="HOST[:PORT],...",
@@ -187,6 +191,15 @@ def client_address(args):
         return s.getsockname()[0]
 
 
+def acl_text(acls):
+    """ACLs as zkCli.sh shows them: scheme:id:perms, perms from cdrwa."""
+    letters = [(Permissions.CREATE, "c"), (Permissions.DELETE, "d"), (Permissions.READ, "r"),
+               (Permissions.WRITE, "w"), (Permissions.ADMIN, "a")]
+    return ", ".join(f"{acl.id.scheme}:{acl.id.id}:"
+                     + "".join(letter for bit, letter in letters if acl.perms & bit)
+                     for acl in acls)
+
+
 def ensure_root(zk):
     """Create /zkdemo when it is missing."""
     zk.ensure_path(ROOT)
@@ -196,6 +209,14 @@ def sequence_number(name):
     """The number ZooKeeper appended to a sequential znode's name (-1 if none)."""
     match = re.search(r"(\d{10})$", name)
     return int(match.group(1)) if match else -1
+
+
+def run_dir():
+    """Where create-start.py keeps its records and logs ($ZKDEMO_RUN_DIR)."""
+    path = os.environ.get("ZKDEMO_RUN_DIR") or os.path.join(tempfile.gettempdir(),
+                                                            f"zkdemo-{os.getuid()}")
+    os.makedirs(os.path.join(path, "workers"), mode=0o700, exist_ok=True)
+    return path
 
 
 # --- running a script ---------------------------------------------------------

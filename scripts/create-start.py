@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Start NUMBER background workers that each run create.py over and over.
+
+create.py stays a random 1 to 60 seconds, so with a few workers running
+someone is always leaving and the election keeps moving: watch it with
+watch.py and get.py. The workers are detached from this terminal and write
+to log files; create-start.py returns at once. Stop them with create-stop.py.
+--hosts, --timeout and --source are passed on to create.py.
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from zkdemo import UserError, make_parser, run, run_dir
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def worker_count(text):
+    if not text.isdigit() or not 1 <= int(text) <= 200:
+        raise argparse.ArgumentTypeError(f"NUMBER must be a whole number from 1 to 200, got {text!r}")
+    return int(text)
+
+
+def start_time(pid):
+    """The kernel's start time of a process: with the pid, it names the process."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+def work(create_args):
+    """The worker: run create.py again each time it exits, until SIGTERM.
+
+    create-stop.py signals the worker's whole process group, so create.py gets
+    the SIGTERM too and cleans up; the worker only has to stop looping."""
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+    while not stopping:
+        child = subprocess.run([sys.executable, os.path.join(HERE, "create.py"), *create_args])
+        if child.returncode not in (0, 130, 143) and not stopping:
+            time.sleep(2)  # e.g. no server answered: try again, but not in a spin
+
+
+def main():
+    parser = make_parser(__doc__)
+    parser.add_argument("number", type=worker_count, metavar="NUMBER",
+                        nargs="?", help="how many workers to start (1 to 200)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    create_args = ["--hosts", args.hosts, "--timeout", str(args.timeout)]
+    if args.source:
+        create_args += ["--source", args.source]
+    if args.worker:
+        return work(create_args)
+    if args.number is None:
+        parser.error("NUMBER is required: how many workers to start (1 to 200)")
+    if not os.path.exists(f"/proc/{os.getpid()}/stat"):
+        raise UserError("this needs Linux's /proc to keep track of its workers")
+
+    directory = run_dir()
+    started = []
+    for _ in range(args.number):
+        log_path = os.path.join(directory, f"worker-{len(started) + 1}.log")
+        with open(log_path, "ab") as log_file:
+            # A session of its own: no terminal, and a process group that
+            # create-stop.py can signal as a whole (the worker and its create.py).
+            worker = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--worker", *create_args],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        record = {"pid": worker.pid, "start_time": start_time(worker.pid), "log": log_path}
+        with open(os.path.join(directory, "workers", f"{worker.pid}.json"), "w") as f:
+            json.dump(record, f)
+        started.append(worker.pid)
+    print(f"started {len(started)} worker{'s' if len(started) > 1 else ''} "
+          f"(pids {' '.join(map(str, started))}) running create.py against {args.hosts}")
+    print(f"logs: {directory}/worker-*.log    stop them: create-stop.py")
+
+
+if __name__ == "__main__":
+    run(main)
