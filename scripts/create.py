@@ -55,6 +55,8 @@ class Elector:
         self.wakeups.put("check")
 
     def on_predecessor_change(self, event):
+        # Only this process is woken when its predecessor goes: no herd.
+        log(f"woken: {event.path} {event.type.lower()}")
         self.wakeups.put("check")
 
     def step_down(self, why):

@@ -153,3 +153,92 @@ def zk_factory():
     for client in clients:
         client.stop()
         client.close()
+
+
+SCRIPTS = os.path.join(REPO, "scripts")
+TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
+
+
+def script_command(name, *args):
+    return [sys.executable, os.path.join(SCRIPTS, name), *args]
+
+
+def run_script(name, *args, hosts=None, timeout=60, env=None):
+    """Run a tutorial script to its end, as a user would from a shell."""
+    environment = dict(os.environ, **(env or {}))
+    if hosts:
+        environment["ZKDEMO_HOSTS"] = hosts
+    return subprocess.run(script_command(name, *args), capture_output=True, text=True,
+                          timeout=timeout, env=environment)
+
+
+class ScriptProcess:
+    """A tutorial script running in the background; its output is collected
+    line by line so a test can wait for what a user would see."""
+
+    def __init__(self, name, *args, hosts=None, env=None):
+        import threading
+        environment = dict(os.environ, **(env or {}))
+        if hosts:
+            environment["ZKDEMO_HOSTS"] = hosts
+        self.proc = subprocess.Popen(script_command(name, *args), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=environment)
+        self.lines = []
+        self.stderr = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def messages(self):
+        """The output lines without their timestamps."""
+        return [line.split(" ", 2)[2] if line[:4].isdigit() else line
+                for line in list(self.lines)]
+
+    def wait_for(self, predicate, timeout=30, what="a line"):
+        """Wait for an output line (without timestamp) for which predicate is true."""
+        def found():
+            for message in self.messages():
+                if predicate(message):
+                    return message
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                for message in self.messages():
+                    if predicate(message):
+                        return message
+                raise AssertionError(f"exited ({self.proc.returncode}) before {what}:\n"
+                                     + "\n".join(self.lines) + self.proc.stderr.read())
+        return wait_until(found, timeout, what=what)
+
+    def count(self, predicate):
+        return sum(1 for m in self.messages() if predicate(m))
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Send sig and wait for the exit; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        self.stderr = self.proc.stderr.read()
+        return code
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def scripts():
+    """Start tutorial scripts in the background; any still running at the end are killed."""
+    started = []
+
+    def start(name, *args, **kwargs):
+        process = ScriptProcess(name, *args, **kwargs)
+        started.append(process)
+        return process
+    yield start
+    for process in started:
+        process.kill()

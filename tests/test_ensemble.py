@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import CLUSTER, LocalEnsemble, wait_until
+from conftest import CLUSTER, LocalEnsemble
 
 
 def process_alive(pid):

@@ -1,0 +1,365 @@
+"""The seven tutorial scripts, run as a user runs them, against a real ensemble."""
+
+import datetime
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+from kazoo.security import OPEN_ACL_UNSAFE
+
+from conftest import TIMESTAMP, run_script, script_command, wait_until
+
+SCRIPTS = ["watch.py", "create.py", "get.py", "create-start.py", "create-stop.py",
+           "acl-lockdown.py", "create-with-acls.py"]
+
+
+@pytest.fixture
+def zk(ensemble, zk_factory):
+    """A client from 127.0.0.1 on a tree with no /zkdemo and an open /."""
+    client = zk_factory(ensemble.hosts)
+    client.set_acls("/", OPEN_ACL_UNSAFE)
+    client.delete("/zkdemo", recursive=True)
+    yield client
+    client.set_acls("/", OPEN_ACL_UNSAFE)
+
+
+def stamp(line):
+    return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
+
+
+def line_time(process, message):
+    return stamp(next(line for line in process.lines if line.endswith(message)))
+
+
+def elector_nodes(zk):
+    if not zk.exists("/zkdemo"):
+        return []
+    return sorted(c for c in zk.get_children("/zkdemo") if c.startswith("node-"))
+
+
+# --- every script -------------------------------------------------------------
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_explains_the_script(name):
+    result = run_script(name, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: ")
+    assert len(result.stdout.splitlines()) > 8
+
+
+@pytest.mark.parametrize("name", ["watch.py", "get.py", "acl-lockdown.py", "create-with-acls.py"])
+def test_nothing_reachable_is_one_line_within_the_timeout(name):
+    started = datetime.datetime.now()
+    result = run_script(name, "--hosts", "127.0.0.1:1", "--timeout", "1")
+    assert result.returncode == 1
+    assert result.stderr == f"{name}: cannot reach ZooKeeper at 127.0.0.1:1 within 1 s\n"
+    assert (datetime.datetime.now() - started).total_seconds() < 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hosts", ""], "empty host"),
+    (["--hosts", "127.0.0.1,,127.0.0.2"], "empty host"),
+    (["--hosts", "127.0.0.1:abc"], "bad port 'abc'"),
+    (["--hosts", "127.0.0.1:0"], "bad port '0'"),
+    (["--hosts", "127.0.0.1:65536"], "bad port '65536'"),
+    (["--timeout", "-1"], "must be more than 0"),
+    (["--timeout", "soon"], "is not a number"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+@pytest.mark.parametrize("name", ["watch.py", "create.py", "get.py", "acl-lockdown.py"])
+def test_usage_errors_are_one_line_and_exit_2(name, args, message):
+    result = run_script(name, *args)
+    assert result.returncode == 2
+    assert message in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_without_kazoo_the_error_names_the_fix():
+    # -S leaves out site-packages, as a Python without the .venv would.
+    result = subprocess.run([sys.executable, "-S", *script_command("get.py")[1:]],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "kazoo is not installed" in result.stderr and "make setup" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_output_lines_start_with_a_timestamp(ensemble, zk):
+    result = run_script("get.py", hosts=ensemble.hosts)
+    assert result.returncode == 0
+    assert re.match(TIMESTAMP + r"/zkdemo does not exist yet", result.stdout)
+
+
+# --- get.py -------------------------------------------------------------------
+
+def test_get_lists_in_sequence_order_and_marks_the_leader(ensemble, zk):
+    zk.ensure_path("/zkdemo")
+    assert "/zkdemo has no znodes" in run_script("get.py", hosts=ensemble.hosts).stdout
+    for data in (b"first", b"second", b"third"):
+        zk.create("/zkdemo/node-", data, sequence=True, ephemeral=True)
+    result = run_script("get.py", "--sync", hosts=ensemble.hosts)
+    assert result.returncode == 0
+    lines = [line.split(" ", 2)[2] for line in result.stdout.splitlines()]
+    assert lines == ["/zkdemo has 3 znodes",
+                     "/zkdemo/node-0000000000 first  leader",
+                     "/zkdemo/node-0000000001 second",
+                     "/zkdemo/node-0000000002 third"]
+
+
+# --- create.py ------------------------------------------------------------------
+
+@pytest.mark.parametrize("number", ["0", "-5", "soon", "nan", "inf"])
+def test_create_refuses_a_bad_number(number):
+    result = run_script("create.py", number)
+    assert result.returncode == 2
+    assert "NUMBER" in result.stderr.splitlines()[-1] or "seconds" in result.stderr.splitlines()[-1]
+
+
+def test_create_makes_an_ephemeral_sequential_znode_with_its_details(ensemble, zk, scripts):
+    elector = scripts("create.py", "60", hosts=ensemble.hosts)
+    created = elector.wait_for(lambda m: m.startswith("created "), what="created")
+    path = created.split()[1]
+    assert re.fullmatch(r"/zkdemo/node-\d{10}", path)
+    data, stat = zk.get(path)
+    details = json.loads(data)
+    assert details["pid"] == elector.proc.pid and details["ip"] == "127.0.0.1"
+    assert details["host"] == socket.gethostname()
+    assert stat.ephemeralOwner != 0
+    elector.wait_for(lambda m: m == "became leader")
+
+    assert elector.stop(signal.SIGTERM) == 143
+    assert elector.stderr == ""
+    assert elector.messages()[-1] == "no longer leader (exiting)"
+    assert zk.exists(path) is None  # deleted at once, not a session timeout later
+
+
+def test_create_stays_the_time_it_is_given(ensemble, zk, scripts):
+    elector = scripts("create.py", "0.5", hosts=ensemble.hosts)
+    assert elector.proc.wait(30) == 0
+    elector.stop()
+    assert elector.messages()[-2:] == ["time is up", "no longer leader (exiting)"]
+    assert elector_nodes(zk) == []
+
+
+def test_one_leader_and_each_follower_watches_only_its_predecessor(ensemble, zk, scripts):
+    electors = []
+    for _ in range(5):
+        electors.append(scripts("create.py", "120", hosts=ensemble.hosts))
+        electors[-1].wait_for(lambda m: m.startswith("created "), what="created")
+    paths = [e.wait_for(lambda m: m.startswith("created ")).split()[1] for e in electors]
+    electors[0].wait_for(lambda m: m == "became leader")
+    for before, (elector, path) in zip(paths, list(zip(electors, paths))[1:]):
+        elector.wait_for(lambda m: m == f"following {before}", what=f"following {before}")
+    assert sum(e.count(lambda m: m == "became leader") for e in electors) == 1
+
+    # The leader leaves: exactly one process, its successor, is woken.
+    assert electors[0].stop(signal.SIGINT) == 130
+    electors[1].wait_for(lambda m: m == "became leader")
+    woken = [e for e in electors[2:] if e.count(lambda m: m.startswith("woken"))]
+    assert woken == []
+    assert electors[1].count(lambda m: m == f"woken: {paths[0]} deleted") == 1
+    handover = line_time(electors[1], "became leader") - line_time(electors[0], "no longer leader (exiting)")
+    assert datetime.timedelta(0) <= handover < datetime.timedelta(seconds=2)
+
+    # A follower in the middle leaves: only the one behind it re-checks, and follows anew.
+    electors[2].stop()
+    electors[3].wait_for(lambda m: m == f"following {paths[1]}")
+    assert electors[4].count(lambda m: m.startswith("woken")) == 0
+    assert sum(e.count(lambda m: m == "became leader") for e in electors) == 2  # 0, then 1
+
+
+def test_leader_steps_down_when_its_connection_is_suspended(scratch_ensemble, scripts):
+    scratch_ensemble.up()
+    scratch_ensemble.wait_serving()
+    # The leader can reach only zoo1; pausing zoo1 leaves it unsure of its session.
+    leader = scripts("create.py", "120", "--session-timeout", "4",
+                     hosts=scratch_ensemble.address("zoo1"))
+    leader.wait_for(lambda m: m == "became leader")
+    scratch_ensemble.run("pause", "1")
+    try:
+        leader.wait_for(lambda m: m.startswith("connection suspended"), timeout=20)
+        leader.wait_for(lambda m: m == "no longer leader (connection suspended)")
+    finally:
+        scratch_ensemble.run("resume", "1")
+    # Back with the same session: its znode is still there, and it leads again.
+    leader.wait_for(lambda m: m.startswith("reconnected"), timeout=30)
+    wait_until(lambda: leader.count(lambda m: m == "became leader") == 2, 30,
+               what="leading again")
+
+
+# --- watch.py -----------------------------------------------------------------
+
+def test_watch_reports_creates_updates_and_deletes(ensemble, zk, scripts):
+    zk.create("/zkdemo/already-here", b"hello", makepath=True)
+    watcher = scripts("watch.py", hosts=ensemble.hosts)
+    watcher.wait_for(lambda m: m == "present /zkdemo/already-here hello")
+    zk.create("/zkdemo/new", b"one")
+    watcher.wait_for(lambda m: m == "created /zkdemo/new one")
+    zk.set("/zkdemo/new", b"two")
+    watcher.wait_for(lambda m: m == "updated /zkdemo/new two")
+    zk.delete("/zkdemo/new")
+    watcher.wait_for(lambda m: m == "deleted /zkdemo/new")
+    # Several quick updates: each is reported, or counted as folded.
+    for i in range(20):
+        zk.set("/zkdemo/already-here", f"v{i}".encode())
+    last = watcher.wait_for(lambda m: m.startswith("updated /zkdemo/already-here v19"))
+    updates = [m for m in watcher.messages() if m.startswith("updated /zkdemo/already-here")]
+    reported = sum(int(re.search(r"\((\d+) updates folded", m).group(1)) if "folded" in m else 1
+                   for m in updates)
+    assert reported == 20, updates
+    assert last
+    assert watcher.stop(signal.SIGINT) == 130
+    assert watcher.stderr == ""
+
+
+def test_watch_reconnects_to_another_server_and_reports_what_it_missed(scratch_ensemble,
+                                                                     zk_factory, scripts):
+    scratch_ensemble.up()
+    scratch_ensemble.wait_serving()
+    zk = zk_factory(scratch_ensemble.hosts)
+    zk.ensure_path("/zkdemo")
+    # --source 127.0.0.3 lets us find, in `stat`, which server watch.py is on.
+    watcher = scripts("watch.py", "--source", "127.0.0.3", hosts=scratch_ensemble.hosts)
+    watcher.wait_for(lambda m: m.startswith("watching /zkdemo"))
+
+    def server_of_watcher():
+        for name in ("zoo1", "zoo2", "zoo3"):
+            ip, port = scratch_ensemble.address(name).split(":")
+            with socket.create_connection((ip, int(port)), timeout=5) as s:
+                s.sendall(b"stat")
+                if "/127.0.0.3:" in s.makefile().read():
+                    return name
+    server = wait_until(server_of_watcher, 10, what="watch.py's server")
+    scratch_ensemble.run("kill", server[-1])
+    zk.create("/zkdemo/while-moving", b"made while watch.py reconnected")
+    watcher.wait_for(lambda m: m.startswith("reconnected"), timeout=30)
+    watcher.wait_for(lambda m: m.startswith("created /zkdemo/while-moving"), timeout=30)
+
+
+# --- create-start.py and create-stop.py ---------------------------------------
+
+@pytest.fixture
+def run_dir(tmp_path):
+    return {"ZKDEMO_RUN_DIR": str(tmp_path)}
+
+
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.mark.parametrize("number", ["0", "201", "three", "-1", "2.5"])
+def test_create_start_refuses_a_bad_number_and_starts_nothing(number, run_dir):
+    result = run_script("create-start.py", number, env=run_dir)
+    assert result.returncode == 2
+    assert "NUMBER must be a whole number from 1 to 200" in result.stderr
+    assert not os.path.exists(os.path.join(run_dir["ZKDEMO_RUN_DIR"], "workers")) or \
+        os.listdir(os.path.join(run_dir["ZKDEMO_RUN_DIR"], "workers")) == []
+
+
+def test_workers_keep_electing_and_create_stop_leaves_nothing(ensemble, zk, run_dir):
+    result = run_script("create-start.py", "3", hosts=ensemble.hosts, env=run_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("started 3 workers (pids ")
+    pids = [int(p) for p in re.search(r"pids ([\d ]+)\)", result.stdout).group(1).split()]
+    try:
+        wait_until(lambda: len(elector_nodes(zk)) == 3, 30, what="3 znodes")
+        logs = [os.path.join(run_dir["ZKDEMO_RUN_DIR"], f"worker-{i}.log") for i in (1, 2, 3)]
+        wait_until(lambda: any("became leader" in open(p).read() for p in logs), 30,
+                   what="a leader in the logs")
+    finally:
+        stop = run_script("create-stop.py", env=run_dir)
+    assert stop.returncode == 0
+    assert stop.stdout == "stopped 3 workers\n"
+    assert not any(group_alive(pid) for pid in pids)
+    # The workers' create.py exited cleanly, so their ephemeral znodes went with them.
+    assert elector_nodes(zk) == []
+    assert run_script("create-stop.py", env=run_dir).stdout == "stopped 0 workers\n"
+
+
+def test_create_stop_never_signals_a_process_it_did_not_start(run_dir):
+    # A process whose command line looks like a worker's, in a group of its own,
+    # recorded with the start time of some other process that had its pid.
+    lookalike = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "create-start.py", "--worker"],
+        start_new_session=True)
+    try:
+        workers = os.path.join(run_dir["ZKDEMO_RUN_DIR"], "workers")
+        os.makedirs(workers, exist_ok=True)
+        with open(f"/proc/{lookalike.pid}/stat") as f:
+            real_start = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open(os.path.join(workers, f"{lookalike.pid}.json"), "w") as f:
+            json.dump({"pid": lookalike.pid, "start_time": real_start - 1}, f)
+        result = run_script("create-stop.py", env=run_dir)
+        assert result.returncode == 0
+        assert result.stdout == "stopped 0 workers\n"
+        assert lookalike.poll() is None
+    finally:
+        lookalike.kill()
+        lookalike.wait()
+
+
+# --- acl-lockdown.py and create-with-acls.py ----------------------------------
+
+def test_lockdown_denies_another_address_and_undo_restores(ensemble, zk):
+    result = run_script("acl-lockdown.py", hosts=ensemble.hosts)
+    assert result.returncode == 0, result.stderr
+    messages = [line.split(" ", 2)[2] for line in result.stdout.splitlines()]
+    assert messages[0] == "ACL of / before: world:anyone:cdrwa"
+    assert messages[1] == "ACL of / after:  world:anyone:r, ip:127.0.0.1:cdrwa"
+    assert "not inherited" in messages[2]
+
+    # From another address: reading works, writing under / does not.
+    elector = run_script("create.py", "1", "--source", "127.0.0.2", hosts=ensemble.hosts)
+    assert elector.returncode == 1
+    assert elector.stderr.startswith("create.py: ZooKeeper refused: no permission (NoAuth)")
+    assert len(elector.stderr.splitlines()) == 1
+    again = run_script("acl-lockdown.py", "--undo", "--source", "127.0.0.2", hosts=ensemble.hosts)
+    assert again.returncode == 1
+    assert again.stderr == ("acl-lockdown.py: ZooKeeper refused to change the ACL of / for a "
+                            "client at 127.0.0.2 (NoAuth): only 127.0.0.1 may\n")
+    assert zk.exists("/zkdemo") is None  # nothing half-done
+
+    undo = run_script("acl-lockdown.py", "--undo", hosts=ensemble.hosts)
+    assert undo.returncode == 0
+    assert undo.stdout.splitlines()[1].endswith("ACL of / after:  world:anyone:cdrwa")
+    elector = run_script("create.py", "0.2", "--source", "127.0.0.2", hosts=ensemble.hosts)
+    assert elector.returncode == 0, elector.stderr
+
+
+def test_lockdown_recursive_reaches_existing_znodes(ensemble, zk):
+    zk.create("/zkdemo/config", b"x", makepath=True)
+    result = run_script("acl-lockdown.py", "--recursive", hosts=ensemble.hosts)
+    assert result.returncode == 0, result.stderr
+    assert "set the same ACL on 2 more znodes" in result.stdout
+    assert zk.get_acls("/zkdemo/config")[0] == zk.get_acls("/")[0]
+    outsider = run_script("create-with-acls.py", "--source", "127.0.0.2", hosts=ensemble.hosts)
+    assert outsider.returncode == 1
+    assert "NoAuth" in outsider.stderr
+    undo = run_script("acl-lockdown.py", "--undo", "--recursive", hosts=ensemble.hosts)
+    assert undo.returncode == 0
+    assert zk.get_acls("/zkdemo/config")[0] == OPEN_ACL_UNSAFE
+
+
+def test_create_with_acls_shows_allowed_and_denied(ensemble, zk):
+    local = run_script("create-with-acls.py", hosts=ensemble.hosts)
+    assert local.returncode == 0, local.stderr
+    assert "denied" not in local.stdout
+    assert local.stdout.count("allowed") == 24
+
+    outsider = run_script("create-with-acls.py", "--source", "127.0.0.2", hosts=ensemble.hosts)
+    assert outsider.returncode == 0, outsider.stderr
+    denied = [line.split(" ", 2)[2].split()[:-2] for line in outsider.stdout.splitlines()
+              if line.endswith("denied (NoAuth)")]
+    assert [" ".join(d) for d in denied] == [
+        "write local-write", "create a child of local-write", "change the ACL of local-write",
+        "read local-only", "list children of local-only", "write local-only",
+        "create a child of local-only", "change the ACL of local-only"]
+    assert zk.get_children("/zkdemo") == []  # it cleaned up after itself
