@@ -1,6 +1,7 @@
 # The commands the README gives. Each installs what it needs first.
 #   make setup   Debian's zookeeper package and a .venv with kazoo
 #   make demo    the loopback ensemble at 127.0.10.101-103, then a short tour
+#                ($ZKDEMO_IPS and $ZKDEMO_STATE_DIR put it elsewhere)
 #   make test    the test suite, against ensembles of its own
 #   make down    stop the loopback ensemble
 
@@ -25,7 +26,7 @@ test-setup: setup
 
 demo: setup
 	$(CLUSTER) up
-	$(CLUSTER) status
+	bash provision/tour.sh
 
 down:
 	$(CLUSTER) down

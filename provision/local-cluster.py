@@ -501,10 +501,13 @@ def parse_args(argv):
     parser.add_argument("server", nargs="?", metavar="N",
                         help="the server, for start, stop, kill, pause and resume")
     parser.add_argument("--ips", type=parse_ips, metavar="A,B,C",
-                        help=f"loopback addresses of the three servers (default {DEFAULT_IPS}, "
-                             "or what `up` last used in this state dir)")
-    parser.add_argument("--state-dir", default=os.path.join(REPO, ".zkdemo"), metavar="DIR",
-                        help="where data, logs and pids live (default: .zkdemo/ in the repo)")
+                        default=os.environ.get("ZKDEMO_IPS") or None,
+                        help=f"loopback addresses of the three servers (default: $ZKDEMO_IPS, "
+                             f"else what `up` last used in this state dir, else {DEFAULT_IPS})")
+    parser.add_argument("--state-dir", metavar="DIR",
+                        default=os.environ.get("ZKDEMO_STATE_DIR") or os.path.join(REPO, ".zkdemo"),
+                        help="where data, logs and pids live (default: $ZKDEMO_STATE_DIR, "
+                             "else .zkdemo/ in the repo)")
     parser.add_argument("--tick-time", type=tick_time, metavar="MS",
                         help="ZooKeeper's tick; shorter makes session expiry quicker "
                              "(default: tickTime from config/zoo.cfg)")

@@ -18,24 +18,28 @@ import time
 from zkdemo import make_parser, positive_number, run, run_dir
 
 
+def proc_stat(path):
+    """(state, process group, start time) from a /proc/PID/stat, or None."""
+    try:
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces
+    except OSError:
+        return None
+    return fields[0], int(fields[2]), int(fields[19])
+
+
 def still_ours(record):
     """True if the recorded worker is alive and is the process we started."""
     pid = record["pid"]
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    state, pgid, started = fields[0], int(fields[2]), int(fields[19])
-    return state != "Z" and started == record["start_time"] and pgid == pid
+    stat = proc_stat(f"/proc/{pid}/stat")
+    return stat is not None and stat[0] != "Z" and stat[1:] == (pid, record["start_time"])
 
 
 def group_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+    """True while a process of the group runs. An exited worker stays a zombie
+    until init reaps it, and kill(0) would still find it: read /proc instead."""
+    stats = filter(None, map(proc_stat, glob.glob("/proc/[0-9]*/stat")))
+    return any(state != "Z" and group == pgid for state, group, _ in stats)
 
 
 def main():

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The short tour `make demo` gives once the loopback ensemble serves:
+# watch.py in the background, an election handing over, get.py, the workers
+# stopped, then / locked down and opened again. About 15 seconds.
+#
+# It talks to the ensemble local-cluster.py runs ($ZKDEMO_IPS, default
+# 127.0.10.101-103), whatever ZKDEMO_HOSTS says.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ips=${ZKDEMO_IPS:-127.0.10.101,127.0.10.102,127.0.10.103}
+ZKDEMO_HOSTS=$(sed 's/,/:2181,/g; s/$/:2181/' <<<"$ips")
+export ZKDEMO_HOSTS
+py=.venv/bin/python
+
+say() { printf '\n--- %s\n' "$*"; }
+pause() { sleep "$1"; }   # a pause for the reader, not synchronisation
+
+say "watch.py reports every change under /zkdemo; its lines are marked 'watch |'"
+"$py" scripts/watch.py > >(sed -u 's/^/    watch | /') &
+watch_pid=$!
+trap 'kill "$watch_pid" 2>/dev/null || true; wait' EXIT
+pause 1
+
+say "create.py 3 creates an ephemeral, sequential znode and stays 3 seconds"
+"$py" scripts/create.py 3 > >(sed -u 's/^/   create | /') &
+create_pid=$!
+pause 1
+
+say "create-start.py 3: three workers run create.py over and over; they queue up behind it"
+"$py" scripts/create-start.py 3
+pause 1
+
+say "get.py: the znodes in sequence order; the lowest one leads"
+"$py" scripts/get.py
+wait "$create_pid"
+
+say "create.py has gone, its znode with it: the next in line leads (get.py again)"
+"$py" scripts/get.py
+
+say "create-stop.py stops the workers; each deletes its znode as it exits"
+"$py" scripts/create-stop.py
+pause 1
+
+say "acl-lockdown.py: / becomes read-only for everyone but 127.0.0.1"
+"$py" scripts/acl-lockdown.py
+
+say "the same from 127.0.0.2, which looks like another machine: refused"
+"$py" scripts/acl-lockdown.py --source 127.0.0.2 || true
+
+say "acl-lockdown.py --undo opens / again"
+"$py" scripts/acl-lockdown.py --undo
+
+say "that was the tour; the README takes each script in turn"
+printf 'export ZKDEMO_HOSTS=%s\n' "$ZKDEMO_HOSTS"
