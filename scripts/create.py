@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 
-from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoNodeError, client_address, connect,
+from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoAuthError, NoNodeError, UserError, client_address, connect,
                     disconnect, ensure_root, log, make_parser, positive_number, run,
                     sequence_number)
 
@@ -68,8 +68,12 @@ class Elector:
     def create_node(self):
         data = {"host": socket.gethostname(), "ip": self.ip, "pid": os.getpid(),
                 "created": datetime.datetime.now().isoformat(timespec="milliseconds")}
-        self.path = self.zk.create(PREFIX, json.dumps(data).encode(),
-                                   ephemeral=True, sequence=True)
+        try:
+            self.path = self.zk.create(PREFIX, json.dumps(data).encode(),
+                                       ephemeral=True, sequence=True)
+        except NoAuthError:
+            raise UserError(f"ZooKeeper refused to create a znode under {ROOT} for a client "
+                            f"at {self.ip} (NoAuth): the ACL of {ROOT} does not let it")
         log(f"created {self.path}")
 
     def check(self):

@@ -83,7 +83,8 @@ class Watcher:
         self.known[path] = (stat.version, data)
         text = data.decode(errors="replace")
         if previous is None:
-            note = f" (updated {stat.version} times before this read)" if stat.version else ""
+            times = f"{stat.version} time{'s' if stat.version != 1 else ''}"
+            note = f" (updated {times} before this read)" if stat.version else ""
             log(f"{verb} {path} {text}{note}{label}".rstrip())
         elif stat.version != previous[0]:
             folded = stat.version - previous[0] - 1

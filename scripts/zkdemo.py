@@ -62,7 +62,12 @@ class Terminated(BaseException):
 def log(message):
     """Print one line, stamped with the local time to the millisecond."""
     now = datetime.datetime.now().isoformat(sep=" ", timespec="milliseconds")
-    print(f"{now} {message}", flush=True)
+    try:
+        print(f"{now} {message}", flush=True)
+    except BrokenPipeError:
+        # The reader went (`| head`): carry on without output, so the script
+        # still finishes and cleans up what it made.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 # --- options -------------------------------------------------------------------
@@ -202,7 +207,11 @@ def acl_text(acls):
 
 def ensure_root(zk):
     """Create /zkdemo when it is missing."""
-    zk.ensure_path(ROOT)
+    try:
+        zk.ensure_path(ROOT)
+    except NoAuthError:
+        raise UserError(f"ZooKeeper refused to create {ROOT} (NoAuth): the ACL of / does not "
+                        "let this client create znodes; acl-lockdown.py --undo opens it")
 
 
 def sequence_number(name):
