@@ -191,6 +191,10 @@ def test_provisioner_installs_zookeeper_and_a_second_run_changes_nothing(chroot)
     assert "Mode: standalone" in wait_until(lambda: srvr(CHROOT_IP), 30, what="srvr")
     log = os.path.join(chroot.root, "var/log/zookeeper/zookeeper.log")
     assert "binding to port" in open(log).read()
+    # A `vagrant ssh` login runs the tutorial's scripts as typed.
+    get = chroot.run("bash", "-lc", f"/vagrant/scripts/get.py --hosts {CHROOT_IP}")
+    assert get.returncode == 0, get.stdout + get.stderr
+    assert "/zkdemo does not exist yet" in get.stdout or "/zkdemo has no znodes" in get.stdout
 
     pid = chroot.zookeeper_pid()
     second = chroot.run("bash", "/vagrant/provision/zookeeper.sh", "1", CHROOT_IP, CHROOT_IP)
