@@ -492,8 +492,13 @@ def tick_time(text):
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="local-cluster.py", description=__doc__.split("\n\n")[0],
         epilog="Servers: 1, 2, 3 (or zoo1, zoo2, zoo3).")
     parser.add_argument("command", choices=COMMANDS, metavar="COMMAND",

@@ -19,7 +19,7 @@ znode, open to all, can always be removed: the script cleans up after itself.
 
 import os
 
-from zkdemo import (ACL, OPEN_ACL_UNSAFE, ROOT, Id, NoAuthError, Permissions, acl_text,
+from zkdemo import (ACL, OPEN_ACL_UNSAFE, ROOT, Id, NoAuthError, Permissions, acl_text, attempt,
                     client_address, connect, disconnect, ensure_root, log, make_parser, run)
 
 READ_ONLY_FOR_ALL = ACL(Permissions.READ, Id("world", "anyone"))
@@ -27,17 +27,6 @@ ALL_FOR_LOCALHOST = ACL(Permissions.ALL, Id("ip", "127.0.0.1"))
 ZNODES = {"open": OPEN_ACL_UNSAFE,
           "local-write": [READ_ONLY_FOR_ALL, ALL_FOR_LOCALHOST],
           "local-only": [ALL_FOR_LOCALHOST]}
-
-
-def attempt(what, operation, *args, **kwargs):
-    """Run one ZooKeeper operation and print whether it was allowed."""
-    try:
-        operation(*args, **kwargs)
-        log(f"  {what:<38} allowed")
-        return True
-    except NoAuthError:
-        log(f"  {what:<38} denied (NoAuth)")
-        return False
 
 
 def main():

@@ -27,7 +27,7 @@ try:
     from kazoo.exceptions import (ConnectionLoss, NoAuthError, NoNodeError,
                                   NodeExistsError, SessionExpiredError)
     from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
-    from kazoo.security import ACL, Id, OPEN_ACL_UNSAFE, Permissions
+    from kazoo.security import ACL, Id, OPEN_ACL_UNSAFE, Permissions, make_digest_acl
 except ImportError:
     sys.exit(f"{PROG}: kazoo is not installed for {sys.executable}; run `make setup` "
              "and then `. .venv/bin/activate` (or run the script with .venv/bin/python)")
@@ -35,7 +35,7 @@ except ImportError:
 __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeError",
            "NodeExistsError", "UserError", "log", "make_parser", "positive_number", "connect",
            "disconnect", "client_address", "ensure_root", "sequence_number", "run",
-           "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "run_dir"]
+           "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl", "run_dir", "check_source"]
 
 ROOT = "/zkdemo"   # every znode the tutorial creates lives below this one
 DEFAULT_HOSTS = "127.0.0.1:2181"
@@ -97,11 +97,17 @@ def positive_number(text):
     return value
 
 
-def make_parser(doc, connects=True):
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error told in one line rather than the whole usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def make_parser(doc, connects=True, timeout=10.0):
     """An argument parser whose help is the script's docstring, with the
     options every script that connects to ZooKeeper shares."""
-    parser = argparse.ArgumentParser(description=doc, prog=PROG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=doc, prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter)
     if not connects:
         return parser
     default_hosts = os.environ.get("ZKDEMO_HOSTS") or DEFAULT_HOSTS
@@ -109,8 +115,8 @@ def make_parser(doc, connects=True):
                         metavar="HOST[:PORT],...",
                         help="ZooKeeper servers; kazoo picks among them (default: "
                              f"$ZKDEMO_HOSTS, else {DEFAULT_HOSTS}; port 2181 if omitted)")
-    parser.add_argument("--timeout", type=positive_number, default=10.0, metavar="SECONDS",
-                        help="give up connecting after this long (default 10)")
+    parser.add_argument("--timeout", type=positive_number, default=timeout, metavar="SECONDS",
+                        help=f"give up connecting after this long (default {timeout:g})")
     parser.add_argument("--source", metavar="IP",
                         help="connect from this local address; on the loopback ensemble "
                              "--source 127.0.0.2 looks like another machine to IP ACLs")
@@ -205,6 +211,17 @@ def acl_text(acls):
                      for acl in acls)
 
 
+def attempt(what, operation, *args, **kwargs):
+    """Run one ZooKeeper operation and print whether ZooKeeper allowed it."""
+    try:
+        operation(*args, **kwargs)
+        log(f"  {what:<38} allowed")
+        return True
+    except NoAuthError:
+        log(f"  {what:<38} denied (NoAuth)")
+        return False
+
+
 def ensure_root(zk):
     """Create /zkdemo when it is missing."""
     try:
@@ -237,6 +254,8 @@ def _terminate(signum, frame):
 def run(main):
     """Run main(); exit quietly on Ctrl-C or SIGTERM, with one line on errors."""
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C, even when started from a shell script's `&`, which ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = main()
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -22,6 +23,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLUSTER = os.path.join(REPO, "provision", "local-cluster.py")
 STATE_ROOT = os.path.join(REPO, ".zkdemo", "tests")
 TICK_MS = 200
+
+# A user's demo settings must not steer the tests to the demo ensemble.
+for variable in ("ZKDEMO_HOSTS", "ZKDEMO_IPS", "ZKDEMO_STATE_DIR", "ZKDEMO_RUN_DIR",
+                 "ZKDEMO_PASSWORD"):
+    os.environ.pop(variable, None)
 
 
 def wait_until(condition, timeout=30.0, interval=0.05, what="condition"):
@@ -155,6 +161,17 @@ def zk_factory():
         client.close()
 
 
+@pytest.fixture
+def zk(ensemble, zk_factory):
+    """A client from 127.0.0.1 on a tree with no /zkdemo and an open /."""
+    from kazoo.security import OPEN_ACL_UNSAFE
+    client = zk_factory(ensemble.hosts)
+    client.set_acls("/", OPEN_ACL_UNSAFE)
+    client.delete("/zkdemo", recursive=True)
+    yield client
+    client.set_acls("/", OPEN_ACL_UNSAFE)
+
+
 SCRIPTS = os.path.join(REPO, "scripts")
 TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
 
@@ -169,7 +186,7 @@ def run_script(name, *args, hosts=None, timeout=60, env=None):
     if hosts:
         environment["ZKDEMO_HOSTS"] = hosts
     return subprocess.run(script_command(name, *args), capture_output=True, text=True,
-                          timeout=timeout, env=environment)
+                          timeout=timeout, env=environment, stdin=subprocess.DEVNULL)
 
 
 class ScriptProcess:
@@ -177,12 +194,12 @@ class ScriptProcess:
     line by line so a test can wait for what a user would see."""
 
     def __init__(self, name, *args, hosts=None, env=None):
-        import threading
         environment = dict(os.environ, **(env or {}))
         if hosts:
             environment["ZKDEMO_HOSTS"] = hosts
         self.proc = subprocess.Popen(script_command(name, *args), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=environment)
+                                     stderr=subprocess.PIPE, text=True, env=environment,
+                                     stdin=subprocess.DEVNULL)
         self.lines = []
         self.stderr = ""
         self._reader = threading.Thread(target=self._read, daemon=True)

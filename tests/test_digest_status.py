@@ -1,0 +1,103 @@
+"""create-with-digest.py and status.py, run as users run them."""
+
+import base64
+import hashlib
+import re
+import signal
+
+from conftest import TIMESTAMP, run_script, wait_until
+
+PASSWORD = "correct horse battery staple"
+
+
+def messages(output):
+    return [re.sub("^" + TIMESTAMP, "", line) for line in output.splitlines()]
+
+
+# --- create-with-digest.py ------------------------------------------------------
+
+def test_digest_lets_in_only_the_right_password(ensemble, zk):
+    result = run_script("create-with-digest.py", "--user", "bob", hosts=ensemble.hosts,
+                        env={"ZKDEMO_PASSWORD": PASSWORD})
+    assert result.returncode == 0, result.stderr
+    lines = messages(result.stdout)
+    path = re.match(r"created (/zkdemo/digest-bob-\d+)$", lines[0]).group(1)
+    # The ACL holds bob:base64(sha1("bob:password")), computed here independently.
+    digest = base64.b64encode(hashlib.sha1(f"bob:{PASSWORD}".encode()).digest()).decode()
+    assert lines[1] == f"  ACL as ZooKeeper stores it: digest:bob:{digest}:cdrwa"
+    answers = [line.split()[-1] if "allowed" in line else " ".join(line.split()[-2:])
+               for line in lines if line.startswith("  read ") or line.startswith("  write ")]
+    assert answers == ["denied (NoAuth)"] * 4 + ["allowed"] * 2
+    assert [line for line in lines if line.startswith("a client with")] == [
+        "a client with no credentials:", "a client with a wrong password:",
+        "a client with the right password:"]
+    assert lines[-1] == f"deleted {path}"
+    assert zk.exists(path) is None
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_digest_keep_leaves_a_znode_whose_acl_holds_no_password(ensemble, zk):
+    result = run_script("create-with-digest.py", "--keep", hosts=ensemble.hosts,
+                        env={"ZKDEMO_PASSWORD": PASSWORD})
+    assert result.returncode == 0, result.stderr
+    path = re.search(r"kept (/zkdemo/digest-alice-\d+)", result.stdout).group(1)
+    try:
+        zk.add_auth("digest", f"alice:{PASSWORD}")  # ZooKeeper 3.8 shows an ACL to readers only
+        acls, _ = zk.get_acls(path)
+        assert [acl.id.scheme for acl in acls] == ["digest"]
+        assert PASSWORD not in acls[0].id.id and acls[0].id.id.startswith("alice:")
+        assert zk.get(path)[0] == b"changed"  # written by the client with the right password
+    finally:
+        zk.delete(path)
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_digest_without_a_password_is_a_usage_error(ensemble):
+    result = run_script("create-with-digest.py", hosts=ensemble.hosts)  # stdin is not a terminal
+    assert result.returncode == 2
+    assert result.stderr == ("create-with-digest.py: no password: set ZKDEMO_PASSWORD or run "
+                             "in a terminal to be asked\n")
+
+
+# --- status.py ------------------------------------------------------------------
+
+STATUS_LINE = re.compile(r"(?P<address>\S+) +(?P<mode>leader|follower) +zxid 0x[0-9a-f]+ +"
+                         r"znodes \d+ +connections \d+ +latency [\d./]+ ms$")
+
+
+def test_status_shows_one_leader_two_followers_and_a_quorum(ensemble):
+    result = run_script("status.py", hosts=ensemble.hosts)
+    assert result.returncode == 0, result.stderr
+    lines = messages(result.stdout)
+    matches = [STATUS_LINE.match(line) for line in lines[:3]]
+    assert all(matches), lines
+    assert [m["address"] for m in matches] == ensemble.hosts.split(",")
+    assert sorted(m["mode"] for m in matches) == ["follower", "follower", "leader"]
+    leader = next(m["address"] for m in matches if m["mode"] == "leader")
+    assert lines[3] == f"quorum: {leader} leads (3 of 3 serving, 3 answering)"
+
+
+def test_status_says_no_quorum_when_two_servers_are_gone(scratch_ensemble, scripts):
+    scratch_ensemble.up()
+    scratch_ensemble.wait_serving()
+    scratch_ensemble.run("pause", "1")
+    scratch_ensemble.run("kill", "2")
+    # zoo3 gives up its leader or follower role once it misses a quorum.
+    result = wait_until(lambda: (r := run_script("status.py", "--timeout", "1",
+                                                 hosts=scratch_ensemble.hosts)).returncode == 1
+                        and r, 30, what="status.py to see no quorum")
+    lines = messages(result.stdout)
+    zoo1, zoo2, zoo3 = scratch_ensemble.hosts.split(",")
+    assert lines[0] == f"{zoo1:<22} down"   # paused: it accepts, but never answers
+    assert lines[1] == f"{zoo2:<22} down"
+    assert lines[2] == f"{zoo3:<22} not serving"
+    assert lines[3] == ("no quorum: no server serves, so clients can neither read nor write "
+                        "(0 of 3 serving, 1 answering)")
+
+    # --watch follows the recovery.
+    watcher = scripts("status.py", "--watch", "--timeout", "1", hosts=scratch_ensemble.hosts)
+    scratch_ensemble.run("resume", "1")
+    scratch_ensemble.run("start", "2")
+    watcher.wait_for(lambda m: m.startswith("quorum: "), timeout=30)
+    assert watcher.stop(signal.SIGINT) == 130
+    assert watcher.stderr == ""
