@@ -56,6 +56,8 @@ class Elector:
 
     def on_predecessor_change(self, event):
         # Only this process is woken when its predecessor goes: no herd.
+        if event.type == "NONE":
+            return  # the connection dropped and kazoo forgot the watch: on_state re-checks
         log(f"woken: {event.path} {event.type.lower()}")
         self.wakeups.put("check")
 

@@ -34,11 +34,15 @@ class Watcher:
         self.events = queue.Queue()
 
     # kazoo calls these from its own thread: they only queue work for main().
+    # When the connection drops, kazoo forgets every watch and calls it once with
+    # an event of type NONE; the re-read after reconnecting sets them anew.
     def on_children(self, event):
-        self.events.put(("children", None))
+        if event.type != "NONE":
+            self.events.put(("children", None))
 
     def on_data(self, event):
-        self.events.put(("data", event.path))
+        if event.type != "NONE":
+            self.events.put(("data", event.path))
 
     def on_state(self, state):
         if state != KazooState.CONNECTED:

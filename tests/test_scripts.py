@@ -216,8 +216,9 @@ def test_watch_reconnects_to_another_server_and_reports_what_it_missed(scratch_e
     zk = zk_factory(scratch_ensemble.hosts)
     zk.ensure_path("/zkdemo")
     # --source 127.0.0.3 lets us find, in `stat`, which server watch.py is on.
+    zk.create("/zkdemo/before", b"one")
     watcher = scripts("watch.py", "--source", "127.0.0.3", hosts=scratch_ensemble.hosts)
-    watcher.wait_for(lambda m: m.startswith("watching /zkdemo"))
+    watcher.wait_for(lambda m: m.startswith("present /zkdemo/before one"))
 
     def server_of_watcher():
         for name in ("zoo1", "zoo2", "zoo3"):
@@ -244,6 +245,14 @@ def test_watch_reconnects_to_another_server_and_reports_what_it_missed(scratch_e
     wait_until(create_while_moving, 30, what="the write while watch.py moves")
     watcher.wait_for(lambda m: m.startswith("reconnected"), timeout=30)
     watcher.wait_for(lambda m: m.startswith("created /zkdemo/while-moving"), timeout=30)
+    # kazoo forgets every watch when a connection drops: watch.py must have set them
+    # anew, on the child list and on each child's data.
+    writer.set("/zkdemo/before", b"two")
+    watcher.wait_for(lambda m: m.startswith("updated /zkdemo/before two"), timeout=30)
+    writer.create("/zkdemo/after", b"three")
+    watcher.wait_for(lambda m: m.startswith("created /zkdemo/after three"), timeout=30)
+    assert watcher.stop(signal.SIGINT) == 130
+    assert watcher.stderr == ""
 
 
 # --- create-start.py and create-stop.py ---------------------------------------
