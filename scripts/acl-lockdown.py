@@ -27,7 +27,11 @@ LOCKED = [ACL(Permissions.READ, Id("world", "anyone")),
 
 def every_znode(zk, path="/"):
     """Every znode below path, parents first; ZooKeeper's /zookeeper left out."""
-    for name in sorted(zk.get_children(path)):
+    try:
+        children = zk.get_children(path)
+    except NoAuthError:
+        return  # we may not even list it; set_acls will say so
+    for name in sorted(children):
         child = path.rstrip("/") + "/" + name
         if child == "/zookeeper":
             continue
@@ -60,6 +64,8 @@ def main():
                     count += 1
                 except NoNodeError:
                     pass  # an ephemeral znode that went meanwhile
+                except NoAuthError:
+                    log(f"left {path} as it is: its ACL does not let this client change it")
             log(f"set the same ACL on {count} more znode{'s' if count != 1 else ''} "
                 "(ZooKeeper's own /zookeeper left as it is)")
         elif not args.undo:

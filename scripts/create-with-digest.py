@@ -21,8 +21,8 @@ import getpass
 import os
 import sys
 
-from zkdemo import (ROOT, UserError, make_digest_acl, acl_text, attempt, connect, disconnect, ensure_root, log,
-                    make_parser, run)
+from zkdemo import (ROOT, UserError, make_digest_acl, acl_text, attempt, connect, disconnect,
+                    ensure_root, log, make_parser, run)
 
 
 def read_password():

@@ -30,9 +30,9 @@ import socket
 import threading
 import time
 
-from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoAuthError, NoNodeError, UserError, client_address, connect,
-                    disconnect, ensure_root, log, make_parser, positive_number, run,
-                    sequence_number)
+from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoAuthError, NoNodeError, UserError,
+                    client_address, connect, disconnect, ensure_root, log, make_parser,
+                    positive_number, run, sequence_number)
 
 PREFIX = ROOT + "/node-"
 

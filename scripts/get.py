@@ -10,7 +10,8 @@ server to catch up with the leader, so the list includes every write that
 had completed, by any client, before get.py started.
 """
 
-from zkdemo import ROOT, NoNodeError, connect, disconnect, log, make_parser, run, sequence_number
+from zkdemo import (ROOT, NoAuthError, NoNodeError, connect, disconnect, log, make_parser, run,
+                    sequence_number)
 
 
 def main():
@@ -36,11 +37,13 @@ def main():
         for name in children:
             path = f"{ROOT}/{name}"
             try:
-                data, _ = zk.get(path)
+                text = zk.get(path)[0].decode(errors="replace")
             except NoNodeError:
                 continue  # it went while we listed
+            except NoAuthError:
+                text = "(data not readable here: NoAuth)"  # see create-with-digest.py
             mark = "  leader" if electors and name == electors[0] else ""
-            log(f"{path} {data.decode(errors='replace')}{mark}")
+            log(f"{path} {text}{mark}")
     finally:
         disconnect(zk)
 

@@ -101,3 +101,30 @@ def test_status_says_no_quorum_when_two_servers_are_gone(scratch_ensemble, scrip
     watcher.wait_for(lambda m: m.startswith("quorum: "), timeout=30)
     assert watcher.stop(signal.SIGINT) == 130
     assert watcher.stderr == ""
+
+
+def test_a_znode_we_may_not_read_is_shown_not_fatal(ensemble, zk, scripts):
+    """A digest-protected znode under /zkdemo: watch.py, get.py and
+    acl-lockdown.py --recursive report it and go on."""
+    from kazoo.security import make_digest_acl
+    zk.ensure_path("/zkdemo")
+    watcher = scripts("watch.py", hosts=ensemble.hosts)
+    watcher.wait_for(lambda m: m.startswith("watching /zkdemo"))
+    zk.create("/zkdemo/private", b"hidden", acl=[make_digest_acl("carol", PASSWORD, all=True)])
+    watcher.wait_for(lambda m: m == "created /zkdemo/private (data not readable here: NoAuth)")
+
+    listing = run_script("get.py", "--sync", hosts=ensemble.hosts)
+    assert listing.returncode == 0, listing.stderr
+    assert messages(listing.stdout)[1] == "/zkdemo/private (data not readable here: NoAuth)"
+
+    lockdown = run_script("acl-lockdown.py", "--recursive", hosts=ensemble.hosts)
+    undo = run_script("acl-lockdown.py", "--undo", "--recursive", hosts=ensemble.hosts)
+    for result in (lockdown, undo):
+        assert result.returncode == 0, result.stderr
+        assert ("left /zkdemo/private as it is: its ACL does not let this client change it"
+                in messages(result.stdout))
+
+    zk.delete("/zkdemo/private")  # DELETE is checked on /zkdemo, which is open
+    watcher.wait_for(lambda m: m == "deleted /zkdemo/private")
+    assert watcher.stop(signal.SIGINT) == 130
+    assert watcher.stderr == ""

@@ -1,0 +1,179 @@
+"""The README runs: every loopback command of the tutorial, in order.
+
+The commands are the lines of the README's ```sh blocks. They run as a reader
+runs them, in one shell session's worth of environment (`export` and
+`. .venv/bin/activate` carry over), against an ensemble of the test's own:
+127.0.10.x becomes 127.0.79.x and `make demo` is pointed at it with
+$ZKDEMO_IPS and $ZKDEMO_STATE_DIR, so a demo ensemble is never touched.
+
+What each command must do:
+- exit 0, unless its comment says it is refused or exits 1;
+- when a ```text block follows its ```sh block directly, every line shown
+  there must appear in what the block's commands printed, in shape: times,
+  numbers, pids, paths under /tmp, and leader/follower may differ.
+A command whose comment says "in a second terminal" runs in the background
+until the end, and its output is checked against its block then. A read-only
+command (get.py, status.py) is retried, within a deadline, until the state it
+shows has settled, as a reader would run it again.
+
+Left out, and why: blocks for the VMs (they mention vagrant or 10.0.10.x, and
+this machine must never talk to those addresses), and `make test` (this is it).
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO, STATE_ROOT, TIMESTAMP
+
+README = os.path.join(REPO, "README.md")
+DEMO_IPS = ["127.0.10.101", "127.0.10.102", "127.0.10.103"]
+TEST_IPS = ["127.0.79.101", "127.0.79.102", "127.0.79.103"]
+READ_ONLY = ("scripts/get.py", "scripts/status.py")
+
+
+def blocks(text):
+    """(commands, expected output lines or None) for each loopback ```sh block."""
+    found = []
+    pattern = re.compile(r"```sh\n(.*?)```\n(\s*```text\n(.*?)```\n)?", re.S)
+    for match in pattern.finditer(text):
+        body, expected = match.group(1), match.group(3)
+        commands = [line for line in body.splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")
+                    and line.strip() != "make test"]
+        if any("vagrant" in c.partition("#")[0] or "10.0.10." in c for c in commands):
+            continue  # for the VMs
+        if commands:
+            found.append((commands, expected.splitlines() if expected else None))
+    return found
+
+
+def shape(line):
+    """A line with what differs from run to run folded away."""
+    line = re.sub("^" + TIMESTAMP, "", line)
+    line = re.sub(r"\{[^{}]*\}", "{…}", line)                # create.py's JSON
+    line = re.sub(r"/tmp/\S*/", "/tmp/…/", line)
+    line = re.sub(r"\b(leader|follower)\b", "ROLE", line)
+    line = re.sub(r"0x[0-9a-f]+", "0x…", line)
+    line = re.sub(r"\d+(\.\d+)?", "N", line)
+    line = re.sub(r"(N )+N\b", "N…", line)                    # lists of pids
+    return " ".join(line.split())
+
+
+def missing(expected, output):
+    shapes = {shape(line) for line in output.splitlines()}
+    return [line for line in expected if line.strip() != "..." and shape(line) not in shapes]
+
+
+def localize(command):
+    for demo, test in zip(DEMO_IPS, TEST_IPS):
+        command = command.replace(demo, test)
+    return command
+
+
+class Reader:
+    """Runs README commands with the environment a reader's shell would have."""
+
+    def __init__(self, tmp_path):
+        self.env = dict(os.environ, ZKDEMO_IPS=",".join(TEST_IPS),
+                        ZKDEMO_STATE_DIR=os.path.join(STATE_ROOT, "readme"),
+                        ZKDEMO_RUN_DIR=str(tmp_path / "run"))
+        self.background = []   # (command, process, output file, expected lines)
+        self.tmp_path = tmp_path
+
+    def run(self, command, expected, before=""):
+        """Run one command; `before` is what the block's earlier commands printed."""
+        comment = command.partition("#")[2]
+        command = localize(command.partition("  #")[0].strip())
+        if command.startswith("export "):
+            name, _, value = command[len("export "):].partition("=")
+            self.env[name] = value
+            return ""
+        if command == ". .venv/bin/activate":
+            self.env["VIRTUAL_ENV"] = os.path.join(REPO, ".venv")
+            self.env["PATH"] = os.path.join(REPO, ".venv", "bin") + ":" + self.env["PATH"]
+            return ""
+        if "in a second terminal" in comment:
+            out = open(self.tmp_path / f"background-{len(self.background)}.log", "w+")
+            process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO,
+                                       env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            self.background.append((command, process, out, expected))
+            return ""
+        should_fail = "refused" in comment or "exits 1" in comment
+        deadline = time.monotonic() + 60
+        while True:
+            result = subprocess.run(["bash", "-c", command], cwd=REPO, env=self.env,
+                                    capture_output=True, text=True, timeout=300,
+                                    stdin=subprocess.DEVNULL)
+            output = result.stdout + result.stderr
+            ok = (result.returncode != 0) == should_fail
+            settled = ok and not (expected and missing(expected, before + output)) and \
+                "Traceback" not in output
+            if settled or not any(r in command for r in READ_ONLY) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert ok, f"`{command}` exited {result.returncode}:\n{output}"
+        assert "Traceback" not in output, f"`{command}`:\n{output}"
+        return output
+
+    def stop_background(self):
+        for command, process, out, expected in self.background:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGINT)   # Ctrl-C
+                process.wait(timeout=30)
+            out.seek(0)
+            output = out.read()
+            out.close()
+            assert process.returncode == 130, f"`{command}` exited {process.returncode}"
+            assert "Traceback" not in output, f"`{command}`:\n{output}"
+            if expected:
+                assert not missing(expected, output), (
+                    f"`{command}` never printed {missing(expected, output)}:\n{output}")
+
+
+@pytest.fixture
+def reader(tmp_path):
+    reader = Reader(tmp_path)
+    # A newcomer starts with no ensemble and no data.
+    subprocess.run(["python3", "provision/local-cluster.py", "down"], cwd=REPO,
+                   env=reader.env, capture_output=True, timeout=120)
+    shutil.rmtree(reader.env["ZKDEMO_STATE_DIR"], ignore_errors=True)
+    yield reader
+    for _, process, out, _ in reader.background:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        out.close()
+    subprocess.run(["bash", "-c", f"exec {os.path.join(REPO, '.venv/bin/python')} "
+                    "scripts/create-stop.py"], cwd=REPO, env=reader.env,
+                   capture_output=True, timeout=60)
+    subprocess.run(["python3", "provision/local-cluster.py", "down"], cwd=REPO,
+                   env=reader.env, capture_output=True, timeout=120)
+
+
+def test_every_loopback_command_in_the_readme_works(reader):
+    steps = blocks(open(README).read())
+    assert len(steps) > 15, "the README's commands were not found"
+    for commands, expected in steps:
+        output = ""
+        for command in commands:
+            output += reader.run(command, expected, output)
+        background = any("in a second terminal" in c for c in commands)
+        if expected and not background:
+            assert not missing(expected, output), (
+                f"{commands} never printed {missing(expected, output)}:\n{output}")
+    reader.stop_background()
+
+
+def test_the_readme_shows_each_script_and_the_vm_commands():
+    text = open(README).read()
+    for script in os.listdir(os.path.join(REPO, "scripts")):
+        if script.endswith(".py") and script != "zkdemo.py":
+            assert f"scripts/{script}" in text, f"the README never runs {script}"
+    assert "vagrant up zoo1 zoo2 zoo3" in text and "/vagrant/scripts/" in text
