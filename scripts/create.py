@@ -31,7 +31,7 @@ import threading
 import time
 
 from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoAuthError, NoNodeError, UserError,
-                    client_address, connect, disconnect, ensure_root, log, make_parser,
+                    client_address, connect, disconnect, log, make_parser,
                     positive_number, run, sequence_number)
 
 PREFIX = ROOT + "/node-"
@@ -44,6 +44,7 @@ class Elector:
         self.path = None            # our znode, once created
         self.following = None       # the znode we watch, while we wait
         self.leading = False
+        self.unsure = False         # a create's answer was lost: it may exist
         self.lock = threading.Lock()
         self.wakeups = queue.Queue()  # "check" when the election may have changed
 
@@ -72,16 +73,35 @@ class Elector:
                 "created": datetime.datetime.now().isoformat(timespec="milliseconds")}
         try:
             self.path = self.zk.create(PREFIX, json.dumps(data).encode(),
-                                       ephemeral=True, sequence=True)
+                                       ephemeral=True, sequence=True, makepath=True)
+        except CONNECTION_ERRORS:
+            self.unsure = True  # it may exist, its answer lost with the connection
+            raise
         except NoAuthError:
-            raise UserError(f"ZooKeeper refused to create a znode under {ROOT} for a client "
-                            f"at {self.ip} (NoAuth): the ACL of {ROOT} does not let it")
+            if self.zk.exists(ROOT):
+                raise UserError(f"ZooKeeper refused to create a znode under {ROOT} for a "
+                                f"client at {self.ip} (NoAuth): the ACL of {ROOT} does not let it")
+            raise UserError(f"ZooKeeper refused to create {ROOT} (NoAuth): the ACL of / does not "
+                            f"let a client at {self.ip} create znodes; acl-lockdown.py --undo "
+                            "opens it")
         log(f"created {self.path}")
+
+    def own_znode(self):
+        """After a create whose answer was lost: our znode, found by its owner
+        (this session), or None. Without this we could wait behind our own
+        orphaned znode until the session ends, as the recipe warns."""
+        for name in self.zk.get_children(ROOT):
+            stat = self.zk.exists(f"{ROOT}/{name}")
+            if stat and stat.ephemeralOwner == self.zk.client_id[0]:
+                return f"{ROOT}/{name}"
+        return None
 
     def check(self):
         """One round of the election recipe."""
         if self.zk.state != KazooState.CONNECTED:
             return  # nothing can be known until we reconnect
+        if self.path is None and self.unsure:
+            self.path, self.unsure = self.own_znode(), False
         if self.path is None or not self.zk.exists(self.path):
             # First time, or our session expired and took our znode with it.
             self.create_node()
@@ -116,6 +136,8 @@ class Elector:
                 self.zk.delete(self.path)  # the successor takes over at once
             except NoNodeError:
                 pass
+            except CONNECTION_ERRORS:
+                pass  # closing the session below deletes it, or its expiry will
 
 
 def main():
@@ -134,7 +156,6 @@ def main():
     log(f"staying {seconds:.1f} s")
     deadline = time.monotonic() + seconds
     try:
-        ensure_root(zk)
         elector.wakeups.put("check")
         while (remaining := deadline - time.monotonic()) > 0:
             try:

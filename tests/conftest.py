@@ -9,6 +9,8 @@ fails or the run is interrupted; one left behind by a killed run is stopped
 before the next run starts its own.
 """
 
+import collections
+import json
 import os
 import shutil
 import signal
@@ -259,3 +261,15 @@ def scripts():
     yield start
     for process in started:
         process.kill()
+
+
+@pytest.fixture(scope="session")
+def reliability():
+    """Figures the fault and bad-input tests add up, written at the end of the
+    run to .zkdemo/tests/reliability.json for the README's Reliability section."""
+    figures = collections.Counter()
+    yield figures
+    if figures:
+        os.makedirs(STATE_ROOT, exist_ok=True)
+        with open(os.path.join(STATE_ROOT, "reliability.json"), "w") as f:
+            json.dump(dict(figures), f, indent=2, sort_keys=True)

@@ -1,0 +1,67 @@
+"""The election checker: did two create.py processes ever lead at once?
+
+Each create.py prints timestamped `became leader` and `no longer leader` lines.
+A process's *terms* run from one to the next. The checker fails when
+
+- two terms of different processes overlap in time, or
+- a process exited while its last term was still open (it never said
+  `no longer leader`), or
+- a process said `became leader` twice without stepping down between.
+
+All processes run on this machine and stamp their lines from the same clock,
+to the millisecond. A successor is woken only after its predecessor's znode is
+deleted, which a leader does after printing `no longer leader`, so a handover
+shows as end <= start; the same millisecond on both sides is not an overlap.
+"""
+
+import datetime
+from dataclasses import dataclass
+
+
+def stamp(line):
+    return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
+
+
+@dataclass
+class Term:
+    process: str
+    start: datetime.datetime
+    end: datetime.datetime = None   # None: still leading when the log ended
+
+
+class ElectionError(AssertionError):
+    pass
+
+
+def terms_of(name, lines, exited):
+    """The leadership terms in one process's output lines."""
+    terms = []
+    for line in lines:
+        message = line[24:]
+        if message == "became leader":
+            if terms and terms[-1].end is None:
+                raise ElectionError(f"{name} became leader twice without stepping down "
+                                    f"(at {line[:23]})")
+            terms.append(Term(name, stamp(line)))
+        elif message.startswith("no longer leader"):
+            if not terms or terms[-1].end is not None:
+                raise ElectionError(f"{name}: 'no longer leader' without a term ({line[:23]})")
+            terms[-1].end = stamp(line)
+    if exited and terms and terms[-1].end is None:
+        raise ElectionError(f"{name} exited while still claiming leadership "
+                            f"(since {terms[-1].start})")
+    return terms
+
+
+def check(processes):
+    """processes: iterable of (name, output lines, exited). Returns all terms,
+    in order; raises ElectionError on overlap or on an exit while leading."""
+    terms = []
+    for name, lines, exited in processes:
+        terms.extend(terms_of(name, lines, exited))
+    terms.sort(key=lambda t: t.start)
+    for before, after in zip(terms, terms[1:]):
+        if before.end is None or before.end > after.start:
+            raise ElectionError(f"overlap: {before.process} led from {before.start} to "
+                                f"{before.end or 'the end'}, {after.process} from {after.start}")
+    return terms
