@@ -16,14 +16,15 @@ import subprocess
 import sys
 import time
 
-from zkdemo import UserError, make_parser, run, run_dir
+from zkdemo import UserError, connect, disconnect, make_parser, run, run_dir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def worker_count(text):
     if not text.isdigit() or not 1 <= int(text) <= 200:
-        raise argparse.ArgumentTypeError(f"NUMBER must be a whole number from 1 to 200, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"NUMBER must be a whole number from 1 to 200, got {text!r}")
     return int(text)
 
 
@@ -62,6 +63,8 @@ def main():
     if not os.path.exists(f"/proc/{os.getpid()}/stat"):
         raise UserError("this needs Linux's /proc to keep track of its workers")
 
+    # Workers that cannot reach ZooKeeper would only retry forever: check first.
+    disconnect(connect(args))
     directory = run_dir()
     started = []
     for _ in range(args.number):

@@ -26,7 +26,7 @@ try:
     from kazoo.client import KazooClient, KazooState
     from kazoo.exceptions import (ConnectionLoss, NoAuthError, NoNodeError,
                                   NodeExistsError, SessionExpiredError)
-    from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
+    from kazoo.handlers.threading import SequentialThreadingHandler
     from kazoo.security import ACL, Id, OPEN_ACL_UNSAFE, Permissions, make_digest_acl
 except ImportError:
     sys.exit(f"{PROG}: kazoo is not installed for {sys.executable}; run `make setup` "
@@ -175,10 +175,13 @@ def connect(args, session_timeout=10.0, on_state=None):
 
     zk.add_listener(listener)
     zk.zkdemo_listener = listener
-    try:
-        zk.start(timeout=args.timeout)
-    except KazooTimeoutError:
-        disconnect(zk)
+    zk.start_async().wait(timeout=args.timeout)
+    if not zk.connected:
+        # Not zk.stop() (nor zk.start(timeout), which calls it): it waits for
+        # kazoo's connection thread, which may sit out a whole session timeout
+        # on a server that accepts and never answers. That thread is a daemon
+        # and ends with the process.
+        zk.remove_listener(listener)
         raise UserError(f"cannot reach ZooKeeper at {args.hosts} within {args.timeout:g} s")
     session["id"] = zk.client_id[0]
     return zk
