@@ -3,13 +3,14 @@
 #   make demo    the loopback ensemble at 127.0.10.101-103, then a short tour
 #                ($ZKDEMO_IPS and $ZKDEMO_STATE_DIR put it elsewhere)
 #   make test    the test suite, against ensembles of its own
+#   make bench   failover, watch latency, cold start and scale, on an ensemble of its own
 #   make down    stop the loopback ensemble
 
 PYTHON ?= python3
 VENV := .venv
 CLUSTER := $(PYTHON) provision/local-cluster.py
 
-.PHONY: setup host test-setup demo down test
+.PHONY: setup host test-setup demo down test bench
 
 setup: host $(VENV)/installed
 
@@ -33,3 +34,6 @@ down:
 
 test: test-setup
 	$(VENV)/bin/python -m pytest tests
+
+bench: setup
+	$(VENV)/bin/python tests/bench.py
