@@ -45,6 +45,7 @@ class Elector:
         self.following = None       # the znode we watch, while we wait
         self.leading = False
         self.unsure = False         # a create's answer was lost: it may exist
+        self.session_lost = False   # set from kazoo's thread, read in check()
         self.lock = threading.Lock()
         self.wakeups = queue.Queue()  # "check" when the election may have changed
 
@@ -53,6 +54,8 @@ class Elector:
         if state != KazooState.CONNECTED:
             self.step_down("connection " + state.lower())
             self.following = None
+        if state == KazooState.LOST:
+            self.session_lost = True  # and our ephemeral znode with it
         self.wakeups.put("check")
 
     def on_predecessor_change(self, event):
@@ -102,15 +105,17 @@ class Elector:
             return  # nothing can be known until we reconnect
         if self.path is None and self.unsure:
             self.path, self.unsure = self.own_znode(), False
-        if self.path is None or not self.zk.exists(self.path):
-            # First time, or our session expired and took our znode with it.
-            self.create_node()
+        if self.session_lost:
+            self.path, self.session_lost = None, False
+        if self.path is None:
+            self.create_node()  # the first time, or after our session expired
         while True:
             nodes = sorted((c for c in self.zk.get_children(ROOT) if c.startswith("node-")),
                            key=sequence_number)
             mine = self.path.rsplit("/", 1)[1]
-            if mine not in nodes:
-                return self.check()  # deleted meanwhile: start again
+            if mine not in nodes:  # our session expired, or someone deleted it
+                self.path = None
+                return self.check()
             position = nodes.index(mine)
             if position == 0:
                 return self.become_leader()

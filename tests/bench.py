@@ -10,6 +10,7 @@ users run them.
 """
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -100,33 +101,38 @@ def failover(kind, hosts, zk, electors, changes, crash=False):
         pool.append(Proc(elector_command(kind, hosts, extra)))
         wait_for(lambda: contenders() >= len(pool), 30, "an elector to join")
 
-    for _ in range(electors):
-        add()
-    gaps, woken, finished = [], 0, []
-    for _ in range(changes):
-        leader = wait_for(lambda: next((p for p in pool if p.leading()), None), 30, "a leader")
-        marks = {id(p): len(p.lines) for p in pool}
-        leader.stop(signal.SIGKILL if crash else signal.SIGTERM)
-        killed_at = time.time()
-        pool.remove(leader)
-        finished.append(leader)
-        successor = wait_for(lambda: next((p for p in pool if p.said("became leader",
-                                                                      marks[id(p)])), None),
-                             SESSION_S * 3 + 10, "a successor")
-        became = stamp(successor.said("became leader", marks[id(successor)])[0]).timestamp()
-        if crash:
-            gaps.append(became - killed_at)
-        else:
-            released = stamp(leader.said("no longer leader (exiting)")[-1]).timestamp()
-            gaps.append(became - released)
-        woken += sum(1 for p in pool for line in p.lines[marks[id(p)]:] if "woken:" in line)
-        add()
-    for process in pool:
-        process.stop()
-    everyone = pool + finished
-    if not crash:  # while we are at it: no two leaders at once, in any of them
-        check((str(p.proc.pid), p.lines, True) for p in everyone)
-    return gaps, woken / changes
+    def notifications():
+        return sum(1 for p in pool + finished for line in list(p.lines) if "woken:" in line)
+
+    gaps, finished = [], []
+    try:
+        for _ in range(electors):
+            add()
+        before = notifications()
+        for _ in range(changes):
+            leader = wait_for(lambda: next((p for p in pool if p.leading()), None), 30,
+                              "a leader")
+            marks = {id(p): len(p.lines) for p in pool}
+            leader.stop(signal.SIGKILL if crash else signal.SIGTERM)
+            killed_at = time.time()
+            pool.remove(leader)
+            finished.append(leader)
+            successor = wait_for(lambda: next((p for p in pool if p.said(
+                "became leader", marks[id(p)])), None), SESSION_S * 3 + 10, "a successor")
+            became = stamp(successor.said("became leader", marks[id(successor)])[0]).timestamp()
+            if crash:
+                gaps.append(became - killed_at)
+            else:
+                released = stamp(leader.said("no longer leader (exiting)")[-1]).timestamp()
+                gaps.append(became - released)
+            add()  # a newcomer joins at the back of the queue
+        per_change = (notifications() - before) / changes
+    finally:
+        for process in pool:
+            process.stop()
+    if not crash:  # while we are at it: never two leaders at once, in any of them
+        check((str(p.proc.pid), p.lines, True) for p in pool + finished)
+    return gaps, per_change
 
 
 def failover_row(kind, hosts, zk, electors, changes=30):
@@ -233,7 +239,8 @@ def scale(hosts, zk, children=10_000):
     create_mb = peak_rss_mb(elector)
     for i in range(children):
         zk.delete_async(f"/zkdemo/many-{i:05d}")
-    wait_for(lambda: not zk.get_children("/zkdemo"), 60, "the children to go")
+    wait_for(lambda: not any(c.startswith("many-") for c in zk.get_children("/zkdemo")), 60,
+             "the children to go")
     return {"children": children, "get_py_s": round(get_s, 2), "get_py_peak_mb": get_mb,
             "watch_py_start_s": round(watch_s, 2), "watch_py_peak_mb": watch_mb,
             "create_py_peak_mb": create_mb}
@@ -282,6 +289,7 @@ def table(results):
 
 
 def main():
+    logging.getLogger("kazoo").setLevel(logging.CRITICAL + 1)
     ensemble = LocalEnsemble("bench", IPS)
     ensemble.state_dir = os.path.join(REPO, ".zkdemo", "bench")
     ensemble.wipe()

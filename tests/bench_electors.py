@@ -74,19 +74,25 @@ def main():
     zk = KazooClient(hosts=hosts, timeout=10)
     count_notifications(zk)
     zk.start(timeout=10)
-    stop = threading.Event()
-    worker = threading.Thread(target=kazoo_election if mode == "kazoo" else naive_election,
-                              args=(zk, stop), daemon=True)
-    worker.start()
+    stop, done = threading.Event(), threading.Event()
+
+    def elect():
+        try:
+            (kazoo_election if mode == "kazoo" else naive_election)(zk, stop)
+        finally:
+            done.set()
+    threading.Thread(target=elect, daemon=True).start()
     try:
-        while worker.is_alive():
-            worker.join(0.2)
-    finally:  # SIGTERM arrives here as an exception (see zkdemo.run)
+        while not done.wait(0.2):
+            pass
+    finally:
+        # SIGTERM arrives here as an exception (see zkdemo.run). Not Thread.join:
+        # interrupted by an exception, Python 3.11's join can leave is_alive()
+        # wrong and return at once; an Event is safe.
         stop.set()
-        worker.join(10)
+        done.wait(10)
         zk.stop()
         zk.close()
-
 
 if __name__ == "__main__":
     run(main)

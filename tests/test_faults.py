@@ -323,3 +323,32 @@ def test_the_checker_accepts_a_clean_handover():
 def test_the_checker_catches_two_leaders_and_exits_while_leading(a, b, a_exited, error):
     with pytest.raises(ElectionError, match=error):
         check([("a", a, a_exited), ("b", b, False)])
+
+
+def test_a_paused_leader_whose_session_expired_steps_down_and_rejoins(ensemble, zk, scripts):
+    """SIGSTOP the leader process past its session timeout: ZooKeeper expires
+    the session and its znode, the next in line leads. When the process runs
+    again, it must say so first, then queue up again with a new znode. (While
+    it was frozen it could not know: that is what fencing tokens are for.)"""
+    zk.ensure_path("/zkdemo")
+    first = scripts("create.py", "60", "--session-timeout", "1", hosts=ensemble.hosts)
+    first.wait_for(lambda m: m == "became leader")
+    second = scripts("create.py", "60", "--session-timeout", "1", hosts=ensemble.hosts)
+    second.wait_for(lambda m: m.startswith("following "))
+    old = next(m.split()[1] for m in first.messages() if m.startswith("created "))
+    first.proc.send_signal(signal.SIGSTOP)
+    try:
+        second.wait_for(lambda m: m == "became leader", timeout=15)
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+    first.wait_for(lambda m: m.startswith("session lost"), timeout=15)
+    new = first.wait_for(lambda m: m.startswith("created ") and m.split()[1] != old,
+                         timeout=15).split()[1]
+    first.wait_for(lambda m: m.startswith("following "), timeout=15)
+    said = first.messages()
+    # It steps down first thing, before it learns the session is gone.
+    assert said.index("no longer leader (connection suspended)") < \
+        next(i for i, m in enumerate(said) if m.startswith("session lost")) < \
+        said.index(f"created {new}"), said
+    assert zk.exists(old) is None and zk.exists(new)
+    assert first.stop() == 143 and second.stop() == 143
