@@ -61,8 +61,11 @@ class Watcher:
             del self.known[path]
             log(f"deleted {path}{label}")
         vanished = 0
-        for path in added:
-            if not self.read_data(path, verb, label):
+        # Ask for all of them at once and then take the answers in order: one
+        # round trip for the lot rather than one per znode.
+        answers = [(path, self.zk.get_async(path, watch=self.on_data)) for path in added]
+        for path, answer in answers:
+            if not self.read_data(path, verb, label, answer):
                 log(f"{verb} {path}, deleted before it could be read{label}")
                 vanished += 1
         if self.child_version is not None:
@@ -76,11 +79,12 @@ class Watcher:
         self.deleted_unseen = vanished
         self.child_version = stat.cversion
 
-    def read_data(self, path, verb="updated", label=""):
+    def read_data(self, path, verb="updated", label="", answer=None):
         """Read one znode's data (re-arming its watch) and report it if new.
-        False when the znode is gone (the child-list watch reports that)."""
+        False when the znode is gone (the child-list watch reports that).
+        `answer`: the znode's get_async(), when it was asked for already."""
         try:
-            data, stat = self.zk.get(path, watch=self.on_data)
+            data, stat = (answer or self.zk.get_async(path, watch=self.on_data)).get()
             text = data.decode(errors="replace")
         except NoNodeError:
             return False
