@@ -62,8 +62,8 @@ class Elector:
         # Only this process is woken when its predecessor goes: no herd.
         if event.type == "NONE":
             return  # the connection dropped and kazoo forgot the watch: on_state re-checks
-        log(f"woken: {event.path} {event.type.lower()}")
         self.wakeups.put("check")
+        log(f"woken: {event.path} {event.type.lower()}")
 
     def step_down(self, why):
         with self.lock:
