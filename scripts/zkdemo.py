@@ -274,6 +274,11 @@ def run(main):
     except CONNECTION_ERRORS as e:
         print(f"{PROG}: lost the connection to ZooKeeper ({type(e).__name__})", file=sys.stderr)
         code = 1
+    finally:
+        # The clean-up is done. A signal from now on, while Python shuts down
+        # (and waits for kazoo's threads), simply ends the process.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     sys.exit(code or 0)
 
 
