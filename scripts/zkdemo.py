@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 
 PROG = os.path.basename(sys.argv[0])
 try:
@@ -59,11 +60,17 @@ class Terminated(BaseException):
 
 # --- output ------------------------------------------------------------------
 
+_output = threading.Lock()
+
+
 def log(message):
-    """Print one line, stamped with the local time to the millisecond."""
+    """Print one line, stamped with the local time to the millisecond. Whole
+    lines: kazoo's thread and the main thread may log at the same moment."""
     now = datetime.datetime.now().isoformat(sep=" ", timespec="milliseconds")
     try:
-        print(f"{now} {message}", flush=True)
+        with _output:
+            sys.stdout.write(f"{now} {message}\n")
+            sys.stdout.flush()
     except BrokenPipeError:
         # The reader went (`| head`): carry on without output, so the script
         # still finishes and cleans up what it made.
