@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from zkdemo import UserError, connect, disconnect, make_parser, run, run_dir
+from zkdemo import UserError, connect, disconnect, make_parser, proc_stat, run, run_dir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -26,12 +26,6 @@ def worker_count(text):
         raise argparse.ArgumentTypeError(
             f"NUMBER must be a whole number from 1 to 200, got {text!r}")
     return int(text)
-
-
-def start_time(pid):
-    """The kernel's start time of a process: with the pid, it names the process."""
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[19])
 
 
 def work(create_args):
@@ -76,7 +70,8 @@ def main():
                 [sys.executable, os.path.abspath(__file__), "--worker", *create_args],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        record = {"pid": worker.pid, "start_time": start_time(worker.pid), "log": log_path}
+        started_at = proc_stat(f"/proc/{worker.pid}/stat")[2]  # with the pid, names it
+        record = {"pid": worker.pid, "start_time": started_at, "log": log_path}
         with open(os.path.join(directory, "workers", f"{worker.pid}.json"), "w") as f:
             json.dump(record, f)
         started.append(worker.pid)

@@ -15,17 +15,7 @@ import os
 import signal
 import time
 
-from zkdemo import make_parser, positive_number, run, run_dir
-
-
-def proc_stat(path):
-    """(state, process group, start time) from a /proc/PID/stat, or None."""
-    try:
-        with open(path) as f:
-            fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces
-    except OSError:
-        return None
-    return fields[0], int(fields[2]), int(fields[19])
+from zkdemo import make_parser, positive_number, proc_stat, run, run_dir
 
 
 def still_ours(record):

@@ -36,7 +36,7 @@ except ImportError:
 __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeError",
            "NodeExistsError", "UserError", "log", "make_parser", "positive_number", "connect",
            "disconnect", "client_address", "ensure_root", "sequence_number", "run",
-           "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl", "run_dir", "check_source"]
+           "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl", "run_dir", "check_source", "proc_stat"]
 
 ROOT = "/zkdemo"   # every znode the tutorial creates lives below this one
 DEFAULT_HOSTS = "127.0.0.1:2181"
@@ -253,6 +253,18 @@ def run_dir():
                                                             f"zkdemo-{os.getuid()}")
     os.makedirs(os.path.join(path, "workers"), mode=0o700, exist_ok=True)
     return path
+
+
+def proc_stat(path):
+    """(state, process group, start time) from a /proc/PID/stat, or None if the
+    process is gone. A pid and its start time together name one process: create-
+    start.py records them, create-stop.py checks them before it signals."""
+    try:
+        with open(path) as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces
+    except OSError:
+        return None
+    return fields[0], int(fields[2]), int(fields[19])
 
 
 # --- running a script ---------------------------------------------------------
