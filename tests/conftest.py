@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -107,6 +108,19 @@ class LocalEnsemble:
     def address(self, name):
         return f"{self.ips[int(name[-1]) - 1]}:2181"
 
+    def server_of(self, source):
+        """Which server a client connecting from `source` uses (from `stat`)."""
+        for name in ("zoo1", "zoo2", "zoo3"):
+            ip, port = self.address(name).split(":")
+            try:
+                with socket.create_connection((ip, int(port)), timeout=2) as s:
+                    s.sendall(b"stat")
+                    if f"/{source}:" in s.makefile(errors="replace").read():
+                        return name
+            except OSError:
+                pass
+        return None
+
 
 def _interrupt_on_sigterm(signum, frame):
     raise KeyboardInterrupt
@@ -191,16 +205,13 @@ def run_script(name, *args, hosts=None, timeout=60, env=None):
                           timeout=timeout, env=environment, stdin=subprocess.DEVNULL)
 
 
-class ScriptProcess:
-    """A tutorial script running in the background; its output is collected
-    line by line so a test can wait for what a user would see."""
+class OutputProcess:
+    """A command running in the background; its output is collected line by
+    line so a test can wait for what a user would see."""
 
-    def __init__(self, name, *args, hosts=None, env=None):
-        environment = dict(os.environ, **(env or {}))
-        if hosts:
-            environment["ZKDEMO_HOSTS"] = hosts
-        self.proc = subprocess.Popen(script_command(name, *args), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=environment,
+    def __init__(self, command, env=None):
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=dict(os.environ, **(env or {})),
                                      stdin=subprocess.DEVNULL)
         self.lines = []
         self.stderr = ""
@@ -247,6 +258,14 @@ class ScriptProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class ScriptProcess(OutputProcess):
+    """A tutorial script running in the background, as a user starts it."""
+
+    def __init__(self, name, *args, hosts=None, env=None):
+        super().__init__(script_command(name, *args),
+                         dict(env or {}, **({"ZKDEMO_HOSTS": hosts} if hosts else {})))
 
 
 @pytest.fixture

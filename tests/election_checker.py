@@ -33,6 +33,13 @@ class ElectionError(AssertionError):
     pass
 
 
+def leading(lines):
+    """True if the last word of these lines on leadership is `became leader`."""
+    said = [line[24:] for line in lines
+            if line[24:] == "became leader" or line[24:].startswith("no longer leader")]
+    return bool(said) and said[-1] == "became leader"
+
+
 def terms_of(name, lines, exited):
     """The leadership terms in one process's output lines."""
     terms = []

@@ -17,13 +17,12 @@ The tick is 200 ms, so sessions of 2 s are allowed (2 to 20 ticks).
 import datetime
 import random
 import signal
-import socket
 import threading
 
 import pytest
 
 from conftest import TICK_MS, ScriptProcess, wait_until
-from election_checker import ElectionError, check, stamp
+from election_checker import ElectionError, check, leading, stamp
 
 SESSION_S = 2.0
 
@@ -78,12 +77,7 @@ class Electors:
         """The running process whose last word is `became leader`, if any."""
         with self.lock:
             running = list(self.running.values())
-        for process in running:
-            said = [m for m in process.messages()
-                    if m == "became leader" or m.startswith("no longer leader")]
-            if said and said[-1] == "became leader" and process.proc.poll() is None:
-                return process
-        return None
+        return next((p for p in running if leading(p.lines) and p.proc.poll() is None), None)
 
     def became(self, after=None):
         """Timestamps of every `became leader` line (after a time, if given)."""
@@ -147,20 +141,6 @@ def watch_view(watcher):
     return view, seen, folded
 
 
-def server_of(ensemble, source):
-    """Which server a client from `source` is connected to (from `stat`)."""
-    for name in ("zoo1", "zoo2", "zoo3"):
-        ip, port = ensemble.address(name).split(":")
-        try:
-            with socket.create_connection((ip, int(port)), timeout=2) as s:
-                s.sendall(b"stat")
-                if f"/{source}:" in s.makefile(errors="replace").read():
-                    return name
-        except OSError:
-            pass
-    return None
-
-
 @pytest.fixture
 def fault_run(scratch_ensemble, zk_factory, scripts, reliability):
     """A scratch ensemble with watch.py running; checks everything at the end."""
@@ -214,7 +194,7 @@ def test_pausing_the_leaders_server_the_leader_keeps_or_reearns_leadership(fault
     electors = fault_run["electors"] = Electors(ensemble.hosts, slots=3, lifetime=(25, 30),
                                                 session_timeout=4.0)
     leader = wait_until(electors.leader, 30, what="a leader")
-    server = wait_until(lambda: server_of(ensemble, leader.source), 10, what="its server")
+    server = wait_until(lambda: ensemble.server_of(leader.source), 10, what="its server")
     ensemble.run("pause", server[-1])
     try:
         leader.wait_for(lambda m: m == "no longer leader (connection suspended)", 30)

@@ -15,13 +15,10 @@ from kazoo.exceptions import ConnectionLoss, NodeExistsError, SessionExpiredErro
 from kazoo.security import OPEN_ACL_UNSAFE
 
 from conftest import TIMESTAMP, run_script, script_command, wait_until
+from election_checker import stamp
 
 SCRIPTS = ["watch.py", "create.py", "get.py", "create-start.py", "create-stop.py",
            "acl-lockdown.py", "create-with-acls.py"]
-
-
-def stamp(line):
-    return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
 
 
 def line_time(process, message):
@@ -220,14 +217,8 @@ def test_watch_reconnects_to_another_server_and_reports_what_it_missed(scratch_e
     watcher = scripts("watch.py", "--source", "127.0.0.3", hosts=scratch_ensemble.hosts)
     watcher.wait_for(lambda m: m.startswith("present /zkdemo/before one"))
 
-    def server_of_watcher():
-        for name in ("zoo1", "zoo2", "zoo3"):
-            ip, port = scratch_ensemble.address(name).split(":")
-            with socket.create_connection((ip, int(port)), timeout=5) as s:
-                s.sendall(b"stat")
-                if "/127.0.0.3:" in s.makefile().read():
-                    return name
-    server = wait_until(server_of_watcher, 10, what="watch.py's server")
+    server = wait_until(lambda: scratch_ensemble.server_of("127.0.0.3"), 10,
+                        what="watch.py's server")
     others = ",".join(scratch_ensemble.address(name) for name in ("zoo1", "zoo2", "zoo3")
                       if name != server)
     writer = zk_factory(others)
