@@ -31,7 +31,7 @@ import threading
 import time
 
 from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoAuthError, NoNodeError, UserError,
-                    client_address, connect, disconnect, log, make_parser,
+                    client_address, connect, disconnect, ensure_root, log, make_parser,
                     positive_number, run, sequence_number)
 
 PREFIX = ROOT + "/node-"
@@ -81,12 +81,9 @@ class Elector:
             self.unsure = True  # it may exist, its answer lost with the connection
             raise
         except NoAuthError:
-            if self.zk.exists(ROOT):
-                raise UserError(f"ZooKeeper refused to create a znode under {ROOT} for a "
-                                f"client at {self.ip} (NoAuth): the ACL of {ROOT} does not let it")
-            raise UserError(f"ZooKeeper refused to create {ROOT} (NoAuth): the ACL of / does not "
-                            f"let a client at {self.ip} create znodes; acl-lockdown.py --undo "
-                            "opens it")
+            ensure_root(self.zk)  # if it was / that refused us /zkdemo, this says so
+            raise UserError(f"ZooKeeper refused to create a znode under {ROOT} for a "
+                            f"client at {self.ip} (NoAuth): the ACL of {ROOT} does not let it")
         log(f"created {self.path}")
 
     def own_znode(self):
