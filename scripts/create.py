@@ -9,7 +9,9 @@ leader election with every other create.py.
               have an order that every client sees the same.
 
 The election is the recipe from ZooKeeper's documentation: the lowest sequence
-number leads. Everyone else watches only the znode just before its own, so
+number leads. Only znodes named as this script names them (node- and the ten
+digits ZooKeeper appends) take part: other clients share /zkdemo, and a
+znode of theirs must not lead, nor keep anyone waiting behind it. Everyone else watches only the znode just before its own, so
 that when a znode goes, exactly one process is woken up to re-check (no
 "herd" of watchers). kazoo's kazoo.recipe.election.Election does the same
 through its Lock recipe; this script does it by hand to show how it works.
@@ -19,6 +21,11 @@ and exits. It prints "became leader", "following <znode>" while it waits, and
 "no longer leader" as soon as leadership may be gone: on exit, and also when the
 connection is suspended, because from then on it cannot know whether its
 session, and so its znode, still exists.
+
+Stopped while its connection is down, it waits (at most until the session
+would have expired) for ZooKeeper, to delete its znode so the next in line
+takes over at once; it says whether it did, or whether the znode stays until
+ZooKeeper expires the session.
 """
 
 import datetime
@@ -30,22 +37,26 @@ import socket
 import threading
 import time
 
-from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoAuthError, NoNodeError, UserError,
-                    client_address, connect, disconnect, ensure_root, log, make_parser,
-                    positive_number, run, sequence_number)
+from zkdemo import (CONNECTION_ERRORS, ELECTION_PREFIX, ROOT, KazooState, NoAuthError,
+                    NoChildrenForEphemeralsError, NoNodeError, UserError, client_address, connect,
+                    disconnect, electors, ensure_root, list_root, log, make_parser,
+                    positive_number, refused, run)
 
-PREFIX = ROOT + "/node-"
+PREFIX = f"{ROOT}/{ELECTION_PREFIX}"
 
 
 class Elector:
-    def __init__(self, ip):
+    def __init__(self, ip, session_timeout):
         self.zk = None
         self.ip = ip
+        self.session_timeout = session_timeout
         self.path = None            # our znode, once created
         self.following = None       # the znode we watch, while we wait
         self.leading = False
         self.unsure = False         # a create's answer was lost: it may exist
         self.session_lost = False   # set from kazoo's thread, read in check()
+        self.suspended_at = None    # when the connection last went down
+        self.answered = threading.Event()  # set while ZooKeeper has a word for us
         self.lock = threading.Lock()
         self.wakeups = queue.Queue()  # "check" when the election may have changed
 
@@ -54,6 +65,11 @@ class Elector:
         if state != KazooState.CONNECTED:
             self.step_down("connection " + state.lower())
             self.following = None
+        if state == KazooState.SUSPENDED:
+            self.suspended_at = time.monotonic()
+            self.answered.clear()
+        else:
+            self.answered.set()
         if state == KazooState.LOST:
             self.session_lost = True  # and our ephemeral znode with it
         self.wakeups.put("check")
@@ -80,17 +96,24 @@ class Elector:
         except CONNECTION_ERRORS:
             self.unsure = True  # it may exist, its answer lost with the connection
             raise
+        except NoChildrenForEphemeralsError:
+            raise UserError(f"{ROOT} is an ephemeral znode (another client's session owns it), "
+                            "and ephemeral znodes cannot have children: delete it, or end "
+                            "that session")
         except NoAuthError:
             ensure_root(self.zk)  # if it was / that refused us /zkdemo, this says so
-            raise UserError(f"ZooKeeper refused to create a znode under {ROOT} for a "
-                            f"client at {self.ip} (NoAuth): the ACL of {ROOT} does not let it")
+            raise refused(self.zk, ROOT, f"create a znode under {ROOT} for a client at {self.ip}")
         log(f"created {self.path}")
 
     def own_znode(self):
         """After a create whose answer was lost: our znode, found by its owner
         (this session), or None. Without this we could wait behind our own
         orphaned znode until the session ends, as the recipe warns."""
-        for name in self.zk.get_children(ROOT):
+        try:
+            names = electors(list_root(self.zk))
+        except NoNodeError:
+            return None  # someone deleted /zkdemo, and anything of ours in it
+        for name in names:
             stat = self.zk.exists(f"{ROOT}/{name}")
             if stat and stat.ephemeralOwner == self.zk.client_id[0]:
                 return f"{ROOT}/{name}"
@@ -107,8 +130,10 @@ class Elector:
         if self.path is None:
             self.create_node()  # the first time, or after our session expired
         while True:
-            nodes = sorted((c for c in self.zk.get_children(ROOT) if c.startswith("node-")),
-                           key=sequence_number)
+            try:
+                nodes = electors(list_root(self.zk))  # anybody else's znodes left out
+            except NoNodeError:
+                nodes = []  # someone deleted /zkdemo, and our znode with it
             mine = self.path.rsplit("/", 1)[1]
             if mine not in nodes:  # our session expired, or someone deleted it
                 self.path = None
@@ -133,13 +158,38 @@ class Elector:
 
     def leave(self):
         self.step_down("exiting")
+        recovering = self.path and self.zk.state != KazooState.CONNECTED
+        if recovering and not self.wait_for_zookeeper():
+            return
         if self.path and self.zk.state == KazooState.CONNECTED:
             try:
                 self.zk.delete(self.path)  # the successor takes over at once
+                if recovering:
+                    log(f"deleted {self.path}: ZooKeeper answered again, the next in line "
+                        "takes over now")
             except NoNodeError:
                 pass
             except CONNECTION_ERRORS:
                 pass  # closing the session below deletes it, or its expiry will
+
+    def wait_for_zookeeper(self):
+        """Exiting while the connection is down: wait for ZooKeeper, but no
+        longer than the session could still live. True when our znode can
+        still be deleted by us; otherwise say who deletes it, and when."""
+        since = self.suspended_at or time.monotonic()
+        remaining = since + self.session_timeout - time.monotonic()
+        log(f"exiting while the connection is down: waiting up to {max(remaining, 0):.1f} s "
+            f"for ZooKeeper, to delete {self.path}")
+        if remaining > 0:
+            self.answered.wait(remaining)
+        if self.session_lost:
+            log(f"the session expired meanwhile: ZooKeeper has deleted {self.path} already")
+            return False
+        if self.zk.state != KazooState.CONNECTED:
+            log(f"ZooKeeper did not answer: {self.path} stays until ZooKeeper expires the "
+                f"session ({self.session_timeout:g} s after it last heard from us)")
+            return False
+        return True
 
 
 def main():
@@ -152,7 +202,7 @@ def main():
     args = parser.parse_args()
     seconds = args.seconds or random.uniform(1, 60)
 
-    elector = Elector(client_address(args))
+    elector = Elector(client_address(args), args.session_timeout)
     zk = elector.zk = connect(args, session_timeout=args.session_timeout,
                               on_state=elector.on_state)
     log(f"staying {seconds:.1f} s")

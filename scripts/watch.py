@@ -16,12 +16,19 @@ znodes created and deleted in between, which no read could show.
 
 When its server goes away, kazoo reconnects to another one in --hosts; the
 script then reads everything again and reports what it missed.
+
+/zkdemo itself may go (another client deletes it, with everything under it)
+or not be there yet: watch.py then says so, reports each znode it saw go,
+and waits with an exists() watch until /zkdemo is back, to report it and
+whatever is created under it from then on. It runs until Ctrl-C (exit 130)
+or SIGTERM (143); it exits 1 only when it cannot reach ZooKeeper, loses the
+connection for good, or may not read /zkdemo (the error names its ACL).
 """
 
 import queue
 
 from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoAuthError, NoNodeError, connect,
-                    disconnect, ensure_root, log, make_parser, run, sequence_number)
+                    data_text, disconnect, in_sequence, list_root, log, make_parser, run)
 
 
 class Watcher:
@@ -30,6 +37,8 @@ class Watcher:
         self.known = {}           # path -> (version, data) as last printed
         self.child_version = None  # /zkdemo's cversion at the last read
         self.deleted_unseen = 0    # znodes listed, then gone before get()
+        self.root_exists = None    # None until the first read
+        self.root_czxid = None     # the zxid that created the /zkdemo we know
         self.disconnected = False
         self.events = queue.Queue()
 
@@ -44,6 +53,10 @@ class Watcher:
         if event.type != "NONE":
             self.events.put(("data", event.path))
 
+    def on_root(self, event):
+        if event.type == "CREATED":
+            self.events.put(("children", None))
+
     def on_state(self, state):
         if state != KazooState.CONNECTED:
             self.disconnected = True
@@ -53,10 +66,20 @@ class Watcher:
 
     def read_children(self, verb="created", label=""):
         """Read the child list (re-arming its watch) and report what changed."""
-        children, stat = self.zk.get_children(ROOT, watch=self.on_children, include_data=True)
+        try:
+            children, stat = list_root(self.zk, watch=self.on_children, include_data=True)
+        except NoNodeError:
+            return self.root_missing(label)
+        if self.root_czxid not in (None, stat.czxid):
+            self.report_root_gone(label)  # and made again, between two of our reads
+        if self.root_exists is False:
+            # A new /zkdemo, whose child version starts from 0.
+            log(f"created {ROOT}{label}")
+            self.child_version, self.deleted_unseen = 0, 0
+        self.root_exists, self.root_czxid = True, stat.czxid
         paths = {f"{ROOT}/{name}" for name in children}
-        added = sorted(paths - self.known.keys(), key=sequence_number)
-        removed = sorted(self.known.keys() - paths, key=sequence_number)
+        added = in_sequence(paths - self.known.keys())
+        removed = in_sequence(self.known.keys() - paths)
         for path in removed:
             del self.known[path]
             log(f"deleted {path}{label}")
@@ -79,13 +102,30 @@ class Watcher:
         self.deleted_unseen = vanished
         self.child_version = stat.cversion
 
+    def report_root_gone(self, label, then=""):
+        """/zkdemo went (or never was): so did every znode we knew under it."""
+        for path in in_sequence(self.known):
+            log(f"deleted {path}{label}")
+        self.known.clear()
+        if self.root_exists is not False:
+            log(f"{ROOT} {'is gone' if self.root_exists else 'does not exist yet'}{label}{then}")
+        self.root_exists, self.root_czxid = False, None
+
+    def root_missing(self, label):
+        """/zkdemo is not there: report it, and watch for its return."""
+        self.report_root_gone(label, then="; waiting for it to be created")
+        # exists() sets a watch also on a znode that is not there: it fires on
+        # the create. If it is there by now, read it at once instead.
+        if self.zk.exists(ROOT, watch=self.on_root):
+            self.read_children(label=label)
+
     def read_data(self, path, verb="updated", label="", answer=None):
         """Read one znode's data (re-arming its watch) and report it if new.
         False when the znode is gone (the child-list watch reports that).
         `answer`: the znode's get_async(), when it was asked for already."""
         try:
             data, stat = (answer or self.zk.get_async(path, watch=self.on_data)).get()
-            text = data.decode(errors="replace")
+            text = data_text(data)
         except NoNodeError:
             return False
         except NoAuthError:
@@ -100,7 +140,7 @@ class Watcher:
         if previous is None:
             times = f"{stat.version} time{'s' if stat.version != 1 else ''}"
             note = f" (updated {times} before this read)" if stat.version else ""
-            log(f"{verb} {path} {text}{note}{label}".rstrip())
+            log(f"{verb} {path} {text}{note}{label}")
         elif stat.version != previous[0]:
             folded = stat.version - previous[0] - 1
             note = f" ({folded + 1} updates folded into one notification)" if folded else ""
@@ -119,7 +159,6 @@ def main():
     watcher = Watcher()
     zk = watcher.zk = connect(args, on_state=watcher.on_state)
     try:
-        ensure_root(zk)
         log(f"watching {ROOT}; Ctrl-C to stop")
         watcher.read_children(verb="present")
         while True:

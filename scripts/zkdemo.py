@@ -25,8 +25,8 @@ import threading
 PROG = os.path.basename(sys.argv[0])
 try:
     from kazoo.client import KazooClient, KazooState
-    from kazoo.exceptions import (ConnectionLoss, NoAuthError, NoNodeError,
-                                  NodeExistsError, SessionExpiredError)
+    from kazoo.exceptions import (ConnectionLoss, NoAuthError, NoChildrenForEphemeralsError,
+                                  NoNodeError, NodeExistsError, SessionExpiredError)
     from kazoo.handlers.threading import SequentialThreadingHandler
     from kazoo.security import ACL, Id, OPEN_ACL_UNSAFE, Permissions, make_digest_acl
 except ImportError:
@@ -34,11 +34,16 @@ except ImportError:
              "and then `. .venv/bin/activate` (or run the script with .venv/bin/python)")
 
 __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeError",
+           "NoChildrenForEphemeralsError",
            "NodeExistsError", "UserError", "log", "make_parser", "positive_number", "connect",
-           "disconnect", "client_address", "ensure_root", "sequence_number", "run",
-           "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl", "run_dir", "check_source", "proc_stat"]
+           "disconnect", "client_address", "ensure_root", "in_sequence", "run",
+           "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl",
+           "run_dir", "check_source", "proc_stat", "ELECTION_PREFIX", "elector_sequence",
+           "electors", "data_text", "list_root", "refused"]
 
 ROOT = "/zkdemo"   # every znode the tutorial creates lives below this one
+ELECTION_PREFIX = "node-"   # create.py's znodes: node- and the 10 digits ZooKeeper appends
+_ELECTOR = re.compile(re.escape(ELECTION_PREFIX) + r"(\d{10})")
 DEFAULT_HOSTS = "127.0.0.1:2181"
 DEFAULT_PORT = 2181
 
@@ -232,6 +237,55 @@ def attempt(what, operation, *args, **kwargs):
         return False
 
 
+def refused(zk, path, doing):
+    """The UserError for a NoAuth from `path`: it names the znode's ACL, when
+    this client may read it, and says how to undo the lock."""
+    undo = (f"acl-lockdown.py --undo --recursive, or in zkCli.sh "
+            f"`setAcl -R {path} world:anyone:cdrwa`")
+    try:
+        acl = acl_text(zk.get_acls(path)[0])
+    except NoAuthError:
+        return UserError(f"ZooKeeper refused to {doing} (NoAuth): the ACL of {path} lets this "
+                         f"client neither read it nor see the ACL; on a client it lets in, "
+                         f"zkCli.sh `getAcl {path}` shows it and {undo} undoes it")
+    return UserError(f"ZooKeeper refused to {doing} (NoAuth): the ACL of {path} is {acl}; "
+                     f"to undo it, run on a client that ACL lets in: {undo}")
+
+
+def list_root(zk, **kwargs):
+    """zk.get_children(ROOT, **kwargs); NoNodeError when /zkdemo is missing,
+    and a UserError naming its ACL when this client may not list it."""
+    try:
+        return zk.get_children(ROOT, **kwargs)
+    except NoAuthError:
+        raise refused(zk, ROOT, f"list {ROOT}")
+
+
+def elector_sequence(name):
+    """The sequence number of one of create.py's znodes, or None when `name`
+    is not one. Other clients share /zkdemo (a learner's zkCli.sh, say); a
+    znode of theirs must never take part in the election, whatever its name."""
+    match = _ELECTOR.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def electors(children):
+    """create.py's znodes among `children`, lowest sequence number (the leader) first."""
+    return sorted((c for c in children if elector_sequence(c) is not None), key=elector_sequence)
+
+
+def data_text(data):
+    """A znode's data as one printable line: text as it is, else a short note."""
+    if not data:
+        return "(no data)"
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        shown = data[:16].hex(" ")
+        return f"({len(data)} bytes, not text: {shown}{' ...' if len(data) > 16 else ''})"
+    return text if text.isprintable() else text.encode("unicode_escape").decode()
+
+
 def ensure_root(zk):
     """Create /zkdemo when it is missing."""
     try:
@@ -245,6 +299,12 @@ def sequence_number(name):
     """The number ZooKeeper appended to a sequential znode's name (-1 if none)."""
     match = re.search(r"(\d{10})$", name)
     return int(match.group(1)) if match else -1
+
+
+def in_sequence(names):
+    """Names (or paths) in the order ZooKeeper created sequential ones; the
+    others first, by name."""
+    return sorted(names, key=lambda name: (sequence_number(name), name))
 
 
 def run_dir():

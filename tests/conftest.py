@@ -62,8 +62,8 @@ class LocalEnsemble:
                                  f"({result.returncode}):\n{result.stdout}{result.stderr}")
         return result
 
-    def up(self):
-        return self.run("up", "--ips", ",".join(self.ips), "--tick-time", str(TICK_MS))
+    def up(self, tick_ms=TICK_MS):
+        return self.run("up", "--ips", ",".join(self.ips), "--tick-time", str(tick_ms))
 
     def down(self):
         return self.run("down")
@@ -249,6 +249,10 @@ class OutputProcess:
         """Send sig and wait for the exit; returns the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout=30):
+        """Wait for the exit; returns the exit code."""
         code = self.proc.wait(timeout)
         self._reader.join(5)
         self.stderr = self.proc.stderr.read()
