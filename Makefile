@@ -5,12 +5,14 @@
 #   make test    the test suite, against ensembles of its own
 #   make bench   failover, watch latency, cold start and scale, on an ensemble of its own
 #   make down    stop the loopback ensemble
+#   make lab     zoo1-zoo3 as namespace machines at 10.0.10.101-103 (root; provision/lab.py)
+#   make lab-down  remove the lab and everything it made
 
 PYTHON ?= python3
 VENV := .venv
 CLUSTER := $(PYTHON) provision/local-cluster.py
 
-.PHONY: setup host test-setup demo down test bench
+.PHONY: setup host test-setup demo down test bench lab lab-down
 
 setup: host $(VENV)/installed
 
@@ -37,3 +39,10 @@ test: test-setup
 
 bench: setup
 	$(VENV)/bin/python tests/bench.py
+
+lab:
+	bash provision/setup-host.sh --lab
+	$(PYTHON) provision/lab.py up
+
+lab-down:
+	$(PYTHON) provision/lab.py down

@@ -32,12 +32,11 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_DIR = os.path.join(REPO, "config")
+from zkensemble import REPO, SERVING, parse_srvr, read_config, srvr_text, wait_for
+
 DEFAULT_IPS = "127.0.10.101,127.0.10.102,127.0.10.103"
 COMMANDS = ("up", "down", "status", "start", "stop", "kill", "pause", "resume")
 PER_SERVER = ("start", "stop", "kill", "pause", "resume")
-SERVING = ("leader", "follower", "standalone")
 
 LOG4J = """\
 log4j.rootLogger=INFO, CONSOLE
@@ -60,25 +59,6 @@ class ClusterError(Exception):
 
 
 # --- configuration ---------------------------------------------------------
-
-def read_config():
-    """Return (settings, nodes): zoo.cfg as ordered (key, value) pairs and
-    config/nodes as a list of (name, myid)."""
-    settings = []
-    with open(os.path.join(CONFIG_DIR, "zoo.cfg")) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                key, _, value = line.partition("=")
-                settings.append((key.strip(), value.strip()))
-    nodes = []
-    with open(os.path.join(CONFIG_DIR, "nodes")) as f:
-        for line in f:
-            fields = line.split("#")[0].split()
-            if fields:
-                nodes.append((fields[0], int(fields[1])))
-    return settings, nodes
-
 
 def render_zoo_cfg(settings, nodes, ips, myid, data_dir, tick_time):
     """zoo.cfg for one loopback server: the VMs' file with loopback addresses."""
@@ -170,26 +150,7 @@ class Server:
 
     def srvr(self, timeout=1.0):
         """Ask the server `srvr`; return its answer as a dict, or None."""
-        try:
-            with socket.create_connection((self.ip, self.port), timeout=timeout) as s:
-                s.sendall(b"srvr")
-                chunks = []
-                while True:
-                    data = s.recv(4096)
-                    if not data:
-                        break
-                    chunks.append(data)
-        except OSError:
-            return None
-        text = b"".join(chunks).decode(errors="replace")
-        if "not currently serving" in text:
-            return {"Mode": "not serving"}
-        info = {}
-        for line in text.splitlines():
-            key, sep, value = line.partition(":")
-            if sep:
-                info[key.strip()] = value.strip()
-        return info or None
+        return parse_srvr(srvr_text(self.ip, self.port, timeout))
 
     def mode(self):
         """leader / follower / standalone / not serving / starting / paused / down"""
@@ -352,16 +313,6 @@ class Ensemble:
             if s.pid() is None:
                 raise ClusterError(f"{s.name} exited during start-up; the end of {s.log}:\n"
                                    + tail(s.log))
-
-
-def wait_for(condition, seconds, interval=0.1):
-    deadline = time.monotonic() + seconds
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 def shown_path(path):

@@ -3,9 +3,11 @@
 #
 #   setup-host.sh                 ZooKeeper (Debian's zookeeper package, with a
 #                                 JRE) and python3-venv; fails if it cannot
-#   setup-host.sh --test-tools    also shellcheck, vagrant and debootstrap for
-#                                 the test suite; tests that need a tool that
-#                                 could not be installed are skipped
+#   setup-host.sh --test-tools    also shellcheck, vagrant, debootstrap and
+#                                 nftables for the test suite; a test that needs
+#                                 a tool that could not be installed fails under
+#                                 CI=true (and is skipped elsewhere)
+#   setup-host.sh --lab           also debootstrap and nftables, for provision/lab.py
 #
 # Uses sudo when not root. Set ZOOKEEPER_HOME to use an Apache release instead.
 set -euo pipefail
@@ -16,11 +18,18 @@ if [ -z "${ZOOKEEPER_HOME:-}" ] && [ ! -e /usr/share/java/zookeeper.jar ]; then
 fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || required+=(python3-venv)
 optional=()
-if [ "${1:-}" = --test-tools ]; then
-    for tool in shellcheck vagrant debootstrap; do
-        command -v "$tool" >/dev/null || optional+=("$tool")
-    done
-fi
+case "${1:-}" in
+    --test-tools) tools=(shellcheck vagrant debootstrap nft) ;;
+    --lab) tools=(debootstrap nft) ;;
+    *) tools=() ;;
+esac
+for tool in "${tools[@]}"; do
+    if ! command -v "$tool" >/dev/null; then
+        package=$tool
+        [ "$tool" = nft ] && package=nftables
+        optional+=("$package")
+    fi
+done
 [ ${#required[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null; then

@@ -46,19 +46,20 @@ install_file() {
     fi
 }
 
-# 1. Packages. apt-get update only when the last one is over a day old.
+# 1. Packages. apt-get update only when one is missing and the last update is
+# over a day old: a box (or the lab's root) that has them needs no network.
 mkdir -p "$state"
-if [ -z "$(find "$state/apt-updated" -mmin -1440 2>/dev/null)" ]; then
-    say "apt-get update"
-    apt-get update -qq
-    touch "$state/apt-updated"
-fi
 missing=()
 for package in zookeeperd python3-venv; do
     dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'ok installed' \
         || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+    if [ -z "$(find "$state/apt-updated" -mmin -1440 2>/dev/null)" ]; then
+        say "apt-get update"
+        apt-get update -qq
+        touch "$state/apt-updated"
+    fi
     say "installing ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null

@@ -1,0 +1,87 @@
+"""What provision/local-cluster.py (the loopback ensemble) and provision/lab.py
+(three namespace machines) share: reading config/, asking a server `srvr`, and
+waiting for a condition. Standard library only: both run before the .venv.
+
+    python3 zkensemble.py srvr HOST PORT    print a server's answer to srvr
+                                            (the lab runs this inside a machine)
+"""
+
+import os
+import socket
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(REPO, "config")
+SERVING = ("leader", "follower", "standalone")
+
+
+def read_config():
+    """Return (settings, nodes): zoo.cfg as ordered (key, value) pairs and
+    config/nodes as a list of (name, myid)."""
+    settings = []
+    with open(os.path.join(CONFIG_DIR, "zoo.cfg")) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                settings.append((key.strip(), value.strip()))
+    nodes = []
+    with open(os.path.join(CONFIG_DIR, "nodes")) as f:
+        for line in f:
+            fields = line.split("#")[0].split()
+            if fields:
+                nodes.append((fields[0], int(fields[1])))
+    return settings, nodes
+
+
+def server_addresses(settings):
+    """{myid: address} from zoo.cfg's server.N=address:port:port lines."""
+    return {int(key.split(".", 1)[1]): value.split(":", 1)[0]
+            for key, value in settings if key.startswith("server.")}
+
+
+def srvr_text(host, port, timeout=1.0):
+    """A server's raw answer to `srvr`, or None when nothing answers."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"srvr")
+            chunks = []
+            while data := s.recv(4096):
+                chunks.append(data)
+    except OSError:
+        return None
+    return b"".join(chunks).decode(errors="replace")
+
+
+def parse_srvr(text):
+    """srvr's answer as a dict ({"Mode": "not serving"} when it has no
+    quorum), or None when there was no answer."""
+    if not text:
+        return None
+    if "not currently serving" in text:
+        return {"Mode": "not serving"}
+    info = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            info[key.strip()] = value.strip()
+    return info or None
+
+
+def wait_for(condition, seconds, interval=0.1):
+    """Poll condition() until it is true (True) or `seconds` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "srvr":
+        answer = srvr_text(sys.argv[2], int(sys.argv[3]))
+        sys.exit(print(answer, end="") if answer is not None else 1)
+    sys.exit("usage: zkensemble.py srvr HOST PORT")
