@@ -22,6 +22,16 @@ and exits. It prints "became leader", "following <znode>" while it waits, and
 connection is suspended, because from then on it cannot know whether its
 session, and so its znode, still exists.
 
+A connection that stays up is not proof enough. A server cut off from the
+majority still answers its clients' pings until it notices, up to syncLimit
+ticks later, while the majority may already have expired the session and
+handed leadership on. So the leader holds a lease: every third of the session
+timeout each elector asks ZooKeeper to commit a write that changes nothing
+(a transaction that only checks its znode). Committed, it proves that the
+leader heard from the session after the write was sent, so the session lives
+at least a session timeout from then. A leader whose lease runs out says
+"no longer leader" before ZooKeeper could expire its session.
+
 Stopped while its connection is down, it waits (at most until the session
 would have expired) for ZooKeeper, to delete its znode so the next in line
 takes over at once; it says whether it did, or whether the znode stays until
@@ -40,16 +50,19 @@ import time
 from zkdemo import (CONNECTION_ERRORS, ELECTION_PREFIX, ROOT, KazooState, NoAuthError,
                     NoChildrenForEphemeralsError, NoNodeError, UserError, client_address, connect,
                     disconnect, electors, ensure_root, list_root, log, make_parser,
-                    positive_number, refused, run)
+                    positive_number, refused, run, session_timeout)
 
 PREFIX = f"{ROOT}/{ELECTION_PREFIX}"
+LEASE = 0.9   # of the session timeout: what is left is the margin for clocks and ticks
 
 
 class Elector:
-    def __init__(self, ip, session_timeout):
+    def __init__(self, ip):
         self.zk = None
         self.ip = ip
-        self.session_timeout = session_timeout
+        self.confirmed = None       # when the last write ZooKeeper committed for us was sent
+        self.next_renewal = 0.0     # when to confirm the session again
+        self.lapsed = False         # stepped down because the lease ran out
         self.path = None            # our znode, once created
         self.following = None       # the znode we watch, while we wait
         self.leading = False
@@ -74,6 +87,17 @@ class Elector:
             self.session_lost = True  # and our ephemeral znode with it
         self.wakeups.put("check")
 
+    def on_renewed(self, sent, answer):
+        try:
+            if not all(result is True for result in answer.get()):
+                return  # our znode is gone: check() will see it
+        except Exception:
+            return  # no answer: the connection went; the listener reports it
+        with self.lock:
+            self.confirmed = max(self.confirmed or sent, sent)
+        if self.lapsed:
+            self.wakeups.put("check")
+
     def on_predecessor_change(self, event):
         # Only this process is woken when its predecessor goes: no herd.
         if event.type == "NONE":
@@ -87,9 +111,45 @@ class Elector:
                 self.leading = False
                 log(f"no longer leader ({why})")
 
+    @property
+    def session_timeout(self):
+        return session_timeout(self.zk)
+
+    def lease_end(self):
+        """Until when ZooKeeper cannot have expired our session, as far as we know."""
+        with self.lock:
+            return (self.confirmed or 0.0) + LEASE * self.session_timeout
+
+    def renew_lease(self):
+        """Ask ZooKeeper to commit a check of our znode: a write through the
+        leader and a quorum that changes nothing and fires no watch."""
+        sent = time.monotonic()
+        self.next_renewal = sent + self.session_timeout / 3
+        transaction = self.zk.transaction()
+        transaction.check(self.path, -1)   # -1: any version
+        transaction.commit_async().rawlink(lambda answer: self.on_renewed(sent, answer))
+
+    def keep_lease(self):
+        """Renew the lease when it is due; step down when it ran out."""
+        now = time.monotonic()
+        if self.leading and now >= self.lease_end():
+            self.lapsed = True
+            self.step_down(f"ZooKeeper has not confirmed the session for "
+                           f"{now - self.confirmed:.1f} s: cut off from the majority?")
+        if self.path and self.zk.state == KazooState.CONNECTED and now >= self.next_renewal:
+            self.renew_lease()
+
+    def next_duty(self):
+        """Seconds until keep_lease() has something to do."""
+        due = [self.lease_end()] if self.leading else []
+        if self.path and self.zk.state == KazooState.CONNECTED:
+            due.append(self.next_renewal)
+        return max(0.01, min(due, default=float("inf")) - time.monotonic())
+
     def create_node(self):
         data = {"host": socket.gethostname(), "ip": self.ip, "pid": os.getpid(),
                 "created": datetime.datetime.now().isoformat(timespec="milliseconds")}
+        sent = time.monotonic()
         try:
             self.path = self.zk.create(PREFIX, json.dumps(data).encode(),
                                        ephemeral=True, sequence=True, makepath=True)
@@ -103,6 +163,9 @@ class Elector:
         except NoAuthError:
             ensure_root(self.zk)  # if it was / that refused us /zkdemo, this says so
             raise refused(self.zk, ROOT, f"create a znode under {ROOT} for a client at {self.ip}")
+        with self.lock:
+            self.confirmed = sent  # a create is a committed write too
+        self.next_renewal = sent + self.session_timeout / 3
         log(f"created {self.path}")
 
     def own_znode(self):
@@ -151,9 +214,12 @@ class Elector:
                 return
 
     def become_leader(self):
+        if time.monotonic() >= self.lease_end():
+            self.lapsed = True
+            return self.renew_lease()   # lead once ZooKeeper confirms the session
         with self.lock:
             if not self.leading and self.zk.state == KazooState.CONNECTED:
-                self.leading = True
+                self.leading, self.lapsed = True, False
                 log("became leader")
 
     def leave(self):
@@ -202,7 +268,7 @@ def main():
     args = parser.parse_args()
     seconds = args.seconds or random.uniform(1, 60)
 
-    elector = Elector(client_address(args), args.session_timeout)
+    elector = Elector(client_address(args))
     zk = elector.zk = connect(args, session_timeout=args.session_timeout,
                               on_state=elector.on_state)
     log(f"staying {seconds:.1f} s")
@@ -211,11 +277,13 @@ def main():
         elector.wakeups.put("check")
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                elector.wakeups.get(timeout=remaining)
+                reason = elector.wakeups.get(timeout=min(remaining, elector.next_duty()))
             except queue.Empty:
-                break
+                reason = None   # time to renew the lease, or to step down
             try:
-                elector.check()
+                elector.keep_lease()
+                if reason == "check":
+                    elector.check()
             except CONNECTION_ERRORS:
                 pass  # the listener has stepped down; we re-check on reconnect
         log("time is up")

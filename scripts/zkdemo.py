@@ -39,7 +39,7 @@ __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeErro
            "disconnect", "client_address", "ensure_root", "in_sequence", "run",
            "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl",
            "run_dir", "check_source", "proc_stat", "ELECTION_PREFIX", "elector_sequence",
-           "electors", "data_text", "list_root", "refused"]
+           "electors", "data_text", "list_root", "refused", "session_timeout"]
 
 ROOT = "/zkdemo"   # every znode the tutorial creates lives below this one
 ELECTION_PREFIX = "node-"   # create.py's znodes: node- and the 10 digits ZooKeeper appends
@@ -169,7 +169,10 @@ def connect(args, session_timeout=10.0, on_state=None):
     if args.source:
         check_source(args.source)
         handler = SourceAddressHandler(args.source)
-    zk = KazooClient(hosts=args.hosts, timeout=session_timeout, handler=handler)
+    granted = GrantedTimeout(session_timeout)
+    zk = KazooClient(hosts=args.hosts, timeout=session_timeout, handler=handler,
+                     logger=granted.logger)
+    zk.zkdemo_granted = granted
     session = {}
 
     def listener(state):
@@ -197,6 +200,30 @@ def connect(args, session_timeout=10.0, on_state=None):
         raise UserError(f"cannot reach ZooKeeper at {args.hosts} within {args.timeout:g} s")
     session["id"] = zk.client_id[0]
     return zk
+
+
+class GrantedTimeout(logging.Handler):
+    """The session timeout the server granted, which may differ from the one
+    asked for (servers clamp it to 2 to 20 ticks). kazoo does not expose it,
+    but logs it, at its lowest level, on each new session: this handler is
+    the only one on the client's own logger and keeps that number."""
+
+    def __init__(self, asked):
+        super().__init__()
+        self.seconds = asked
+        self.logger = logging.getLogger(f"zkdemo.kazoo.{id(self)}")
+        self.logger.setLevel(1)
+        self.logger.propagate = False   # we report connection states ourselves
+        self.logger.addHandler(self)
+
+    def emit(self, record):
+        if "negotiated session timeout" in str(record.msg):
+            self.seconds = record.args[2] / 1000.0
+
+
+def session_timeout(zk):
+    """The session timeout, in seconds, the server granted this client."""
+    return zk.zkdemo_granted.seconds
 
 
 def disconnect(zk):

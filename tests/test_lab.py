@@ -8,6 +8,7 @@ network namespace never connects there. Under CI=true a missing tool fails
 the test, naming it; elsewhere the test is skipped.
 """
 
+import datetime
 import json
 import os
 import re
@@ -18,7 +19,8 @@ import time
 
 import pytest
 
-from conftest import REPO, wait_until
+from conftest import REPO, OutputProcess, wait_until
+from election_checker import check, leading
 from test_readme import missing, vm_command
 
 LAB_NAME = "zkdtest"
@@ -286,3 +288,149 @@ def test_halt_and_up_bring_a_machine_back(the_lab):
                or "zoo2  10.0.10.102     leader" in lab("status").stdout, 60,
                interval=0.5, what="zoo2 to serve again")
     assert reach("zoo1", "zoo2")
+
+
+# --- partitions under running electors and watchers -------------------------------------
+
+SESSION_S = 4.0   # the least the lab's servers grant: 2 ticks of 2 s
+
+
+class OnMachine(OutputProcess):
+    """A tutorial script running on a lab machine, as a VM user starts it."""
+
+    def __init__(self, machine, script, *args):
+        self.machine = machine
+        super().__init__([sys.executable, LAB_PY, "ssh", machine, "--",
+                          f"exec scripts/{script} {' '.join(args)}"], env=ENV)
+
+
+def zk_leader():
+    for line in lab("status").stdout.splitlines():
+        if line.split()[2:3] == ["leader"]:
+            return line.split()[0]
+    return None
+
+
+def zxid(machine):
+    answer = ssh(machine, "python3 provision/zkensemble.py srvr 127.0.0.1 2181", check=False)
+    fields = dict(line.split(": ", 1) for line in answer.stdout.splitlines() if ": " in line)
+    return fields.get("Zxid") if fields.get("Mode") in ("leader", "follower") else None
+
+
+class Scene:
+    """watch.py on every machine, create.py electors (the first, on `first`,
+    leads), a partition, and the checks of issue 12 once it is healed."""
+
+    def __init__(self, first):
+        self.processes = []
+        self.watchers = {m: self.start(m, "watch.py") for m in MACHINES}
+        for watcher in self.watchers.values():
+            watcher.wait_for(lambda line: line.startswith("watching /zkdemo"), timeout=60)
+        self.electors = [self.start(first, "create.py", "300", "--session-timeout", str(SESSION_S))]
+        self.electors[0].wait_for(lambda line: line == "became leader", timeout=60)
+        for machine in MACHINES:
+            elector = self.start(machine, "create.py", "300", "--session-timeout", str(SESSION_S))
+            elector.wait_for(lambda line: line.startswith("following "), timeout=60)
+            self.electors.append(elector)
+
+    def start(self, machine, script, *args):
+        process = OnMachine(machine, script, *args)
+        self.processes.append(process)
+        return process
+
+    def cut(self, *machines):
+        self.cut_at = datetime.datetime.now()
+        lab("partition", *machines)
+
+    def takeover(self, minority):
+        """Wait until an elector outside `minority` leads."""
+        wait_until(lambda: any(leading(e.lines) for e in self.electors
+                               if e.machine not in minority), 90, interval=0.2,
+                   what="an elector of the majority to lead")
+
+    def heal(self):
+        self.healed_at = datetime.datetime.now()
+        lab("heal")
+        marker = f"/zkdemo/healed-{int(time.time() * 1000)}"
+        wait_until(lambda: re.search(r"Created|Node already exists", ssh(
+            "zoo1", f"/usr/share/zookeeper/bin/zkCli.sh create {marker} x 2>&1").stdout),
+            90, interval=0.5, what="a write through zoo1 after the heal")
+        for watcher in self.watchers.values():   # every watch.py reports again
+            watcher.wait_for(lambda line: line.startswith(f"created {marker}"), timeout=90)
+        wait_until(lambda: len({zxid(m) for m in MACHINES} - {None}) == 1
+                   and None not in {zxid(m) for m in MACHINES}, 90, interval=0.5,
+                   what="the three servers to converge on one zxid")
+
+    def finish(self, minority):
+        made = lambda: {line.split()[1] for e in self.electors for line in e.messages()  # noqa
+                        if line.startswith("created /zkdemo/node-")}
+        for machine, watcher in self.watchers.items():
+            if machine not in minority:   # watch.py on the majority side misses nothing
+                wait_until(lambda: made() <= {line.split()[1] for line in watcher.messages()
+                                              if line.startswith(("created ", "present "))},
+                           30, what=f"watch.py on {machine} to report every elector's znode")
+        for process in self.processes:
+            assert process.stop(timeout=60) == 143, process.lines + [process.stderr]
+            assert "Traceback" not in process.stderr, process.stderr
+        terms = check([(f"{e.machine}#{i}", e.lines, True) for i, e in enumerate(self.electors)])
+        # Nobody in the minority leads past its session timeout after the cut.
+        limit = self.cut_at + datetime.timedelta(seconds=SESSION_S)
+        for term in terms:
+            if term.process.split("#")[0] in minority and term.start < self.healed_at:
+                end = term.end or datetime.datetime.max
+                assert not (term.start < limit < end or limit <= term.start), (
+                    f"{term.process} led from {term.start} to {term.end} in the minority "
+                    f"(cut at {self.cut_at})")
+        took_over = min(t.start for t in terms if t.start > self.cut_at)
+        print(f"\ncut at {self.cut_at.time()}, a majority elector led at {took_over.time()} "
+              f"({(took_over - self.cut_at).total_seconds():.2f} s), healed at "
+              f"{self.healed_at.time()}; {len(terms)} terms, no overlap")
+        return terms
+
+    def kill(self):
+        for process in self.processes:
+            process.kill()
+
+
+@pytest.fixture
+def scene(the_lab):
+    scenes = []
+
+    def make(first):
+        ssh("zoo1", "/usr/share/zookeeper/bin/zkCli.sh deleteall /zkdemo >/dev/null 2>&1; true")
+        scenes.append(Scene(first))
+        return scenes[-1]
+    yield make
+    lab("heal", check=False)
+    for made in scenes:
+        made.kill()
+
+
+def test_partition_of_the_zookeeper_leaders_machine(scene):
+    leader = zk_leader()
+    first = leader   # the election's leader on the same machine: the hardest case
+    play = scene(first)
+    play.cut(leader)
+    play.takeover({leader})
+    play.heal()
+    play.finish({leader})
+
+
+def test_partial_partition_between_the_leader_and_one_follower(scene):
+    leader = zk_leader()
+    follower = next(m for m in MACHINES if m != leader)
+    play = scene(follower)   # the election's leader where the link is cut
+    play.cut(leader, follower)
+    play.takeover({follower})
+    play.heal()
+    play.finish({follower})
+
+
+def test_partition_of_the_election_leaders_machine(scene):
+    leader = zk_leader()
+    follower = next(m for m in MACHINES if m != leader)
+    play = scene(follower)
+    play.cut(follower)
+    play.takeover({follower})
+    play.heal()
+    play.finish({follower})
