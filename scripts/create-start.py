@@ -11,10 +11,8 @@ to log files; create-start.py returns at once. Stop them with create-stop.py.
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 from zkdemo import UserError, connect, disconnect, make_parser, proc_stat, run, run_dir
 
@@ -28,30 +26,29 @@ def worker_count(text):
     return int(text)
 
 
-def work(create_args):
-    """The worker: run create.py again each time it exits, until SIGTERM.
-
-    create-stop.py signals the worker's whole process group, so create.py gets
-    the SIGTERM too and cleans up; the worker only has to stop looping."""
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
-    while not stopping:
-        child = subprocess.run([sys.executable, os.path.join(HERE, "create.py"), *create_args])
-        if child.returncode not in (0, 130, 143) and not stopping:
-            time.sleep(2)  # e.g. no server answered: try again, but not in a spin
+# The worker: a shell loop that runs create.py again each time it exits, until
+# SIGTERM. A shell costs a megabyte where a second Python would cost twenty,
+# which counts in a small VM. create-stop.py signals the worker's whole process
+# group, so create.py gets the SIGTERM too and cleans up; the loop only has to
+# stop. After a failure (no server answered, say) it waits before trying again.
+WORKER = """
+trap 'stopping=1' TERM
+stopping=
+while [ -z "$stopping" ]; do
+    "$@"
+    case $? in 0|130|143) ;; *) [ -n "$stopping" ] || sleep 2 ;; esac
+done
+"""
 
 
 def main():
     parser = make_parser(__doc__)
     parser.add_argument("number", type=worker_count, metavar="NUMBER",
                         nargs="?", help="how many workers to start (1 to 200)")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     create_args = ["--hosts", args.hosts, "--timeout", str(args.timeout)]
     if args.source:
         create_args += ["--source", args.source]
-    if args.worker:
-        return work(create_args)
     if args.number is None:
         parser.error("NUMBER is required: how many workers to start (1 to 200)")
     if not os.path.exists(f"/proc/{os.getpid()}/stat"):
@@ -67,7 +64,8 @@ def main():
             # A session of its own: no terminal, and a process group that
             # create-stop.py can signal as a whole (the worker and its create.py).
             worker = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), "--worker", *create_args],
+                ["sh", "-c", WORKER, "create-start-worker", sys.executable,
+                 os.path.join(HERE, "create.py"), *create_args],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 start_new_session=True)
         started_at = proc_stat(f"/proc/{worker.pid}/stat")[2]  # with the pid, names it

@@ -25,6 +25,7 @@ sys.path.insert(0, HERE)
 from conftest import (LocalEnsemble, OutputProcess, REPO, kazoo_client,  # noqa: E402
                       script_command, wait_until)
 from election_checker import check, leading, stamp  # noqa: E402
+from bench_lab import lab_rows  # noqa: E402
 
 IPS = ["127.0.80.101", "127.0.80.102", "127.0.80.103"]
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
@@ -278,8 +279,27 @@ def table(results):
              f"get.py {f['scale']['get_py_s']} s / {f['scale']['get_py_peak_mb']} MB, "
              f"watch.py start {f['scale']['watch_py_start_s']} s / "
              f"{f['scale']['watch_py_peak_mb']} MB, create.py {f['scale']['create_py_peak_mb']} MB")]
+    rows += lab_table(results.get("lab", {"not_measured": "not run"}))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def lab_table(lab):
+    if "not_measured" in lab:
+        return [("lab (machines, partition)", lab["not_measured"])]
+    rows = []
+    for key in ("memory_256", "memory_512"):
+        m = lab[key]
+        rows.append((f"lab machine of {m['limit_mb']} MB",
+                     f"ZooKeeper {m['zookeeper_mb']} MB, zkCli.sh +{m['zkcli_adds_mb']}, "
+                     f"watch.py +{m['watch_py_adds_mb']}, each worker +{m['worker_adds_mb']}; "
+                     f"{m['workers_that_fit']} workers fit (peak {m['checked_peak_mb']} MB, "
+                     f"{'no OOM kill' if m['checked_without_oom'] else 'OOM KILLED'})"))
+    p = lab["partition"]
+    rows.append(("lab partition of the leader's machine",
+                 f"new ZooKeeper leader {p['to_zookeeper_leader_s']} s, new create.py leader "
+                 f"{p['to_create_py_leader_s']} s ({p['session_timeout_s']:g} s sessions)"))
+    return rows
 
 
 def main():
@@ -306,6 +326,9 @@ def main():
         zk.stop()
     finally:
         ensemble.down()
+    started = time.monotonic()
+    results["lab"] = lab_rows()
+    print(f"bench: lab done in {time.monotonic() - started:.0f} s", file=sys.stderr)
     path = os.environ.get("BENCH_JSON") or os.path.join(REPO, ".zkdemo", "bench.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:

@@ -40,8 +40,8 @@ def lab(*args, check=True, timeout=300, env=ENV):
     return result
 
 
-def ssh(machine, command, timeout=120, check=True):
-    return lab("ssh", machine, "--", command, timeout=timeout, check=check)
+def ssh(machine, command, timeout=120, check=True, env=ENV):
+    return lab("ssh", machine, "--", command, timeout=timeout, check=check, env=env)
 
 
 def what_is_missing():
@@ -298,14 +298,14 @@ SESSION_S = 4.0   # the least the lab's servers grant: 2 ticks of 2 s
 class OnMachine(OutputProcess):
     """A tutorial script running on a lab machine, as a VM user starts it."""
 
-    def __init__(self, machine, script, *args):
+    def __init__(self, machine, script, *args, env=ENV):
         self.machine = machine
         super().__init__([sys.executable, LAB_PY, "ssh", machine, "--",
-                          f"exec scripts/{script} {' '.join(args)}"], env=ENV)
+                          f"exec scripts/{script} {' '.join(args)}"], env=env)
 
 
-def zk_leader():
-    for line in lab("status").stdout.splitlines():
+def zk_leader(env=ENV):
+    for line in lab("status", env=env).stdout.splitlines():
         if line.split()[2:3] == ["leader"]:
             return line.split()[0]
     return None
