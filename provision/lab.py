@@ -375,8 +375,12 @@ class Machine:
         if os.path.isdir(self.cgroup.path):
             self.cgroup.kill_all()
         unmount_below(self.root)
+        # Its port on the switch first: deleting one end of a veth pair deletes
+        # both at once, where a deleted namespace lets the kernel take its time.
+        if os.path.exists(f"/run/netns/{SWITCH}"):
+            run("ip", "-n", SWITCH, "link", "delete", self.name, check=False)
         if os.path.exists(f"/run/netns/{self.ns}"):
-            run("ip", "netns", "delete", self.ns)   # its eth0 and the switch port go with it
+            run("ip", "netns", "delete", self.ns)
         self.cgroup.remove()
         try:
             os.remove(os.path.join(self.dir, "holder.pid"))
@@ -404,6 +408,11 @@ def wait_holder(pid, name):
 def machines():
     settings, nodes = read_config()
     addresses = server_addresses(settings)
+    ids = sorted(myid for _, myid in nodes)
+    if ids != sorted(addresses):
+        raise LabError(f"config/nodes has myids {', '.join(map(str, ids))} but config/zoo.cfg "
+                       f"has server.N lines for {', '.join(map(str, sorted(addresses)))}: "
+                       "they must match")
     return [Machine(name, myid, addresses[myid]) for name, myid in nodes]
 
 

@@ -54,5 +54,14 @@ if [ ${#required[@]} -gt 0 ]; then
 fi
 for tool in "${optional[@]}"; do
     echo "setup-host.sh: installing $tool (for the tests)"
-    apt_install "$tool" || echo "setup-host.sh: could not install $tool; its tests will be skipped" >&2
+    packages=("$tool")
+    if [ "$tool" = vagrant ]; then
+        # vagrant needs libarchive-tools, which needs libarchive13 of exactly its
+        # own version; an image whose libarchive13 is a newer point release must
+        # go back to that one (that downgrade, and nothing else). vagrant-libvirt
+        # gives `vagrant validate` a provider it can use.
+        version=$(apt-cache policy libarchive-tools | sed -n 's/^  Candidate: //p')
+        packages=(--allow-downgrades "libarchive13=$version" vagrant vagrant-libvirt)
+    fi
+    apt_install "${packages[@]}" || echo "setup-host.sh: could not install $tool" >&2
 done

@@ -122,6 +122,28 @@ class LocalEnsemble:
         return None
 
 
+def require(tool, found):
+    """A test that needs `tool` and cannot run without it: skipped on a
+    learner's machine, a failure under CI=true, where nothing may be skipped."""
+    if not found:
+        message = f"{tool} is missing: `make test` installs it on Debian"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skip, from wherever it comes, is a failure: a green CI
+    with skipped tests would hide exactly what users hit."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped under CI=true, which allows no skip: {reason}"
+
+
 def _interrupt_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import REPO, OutputProcess, wait_until
+from conftest import REPO, OutputProcess, require, wait_until
 from election_checker import check, leading
 from test_readme import missing, vm_command
 
@@ -82,11 +82,7 @@ def host_links():
 @pytest.fixture(scope="module")
 def the_lab():
     gone = what_is_missing()
-    if gone:
-        message = f"the lab cannot run here: {', '.join(gone)} missing"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(", ".join(gone) + " (for the lab)", not gone)
     lab("down")   # whatever a killed run of ours left
     links_before = host_links()
     started = time.monotonic()

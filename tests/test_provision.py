@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, STATE_ROOT, wait_until
+from conftest import REPO, STATE_ROOT, require, wait_until
 
 CHROOT_DIR = os.path.join(os.path.dirname(STATE_ROOT), "chroot")
 CHROOT_IP = "127.0.20.1"
@@ -29,19 +29,81 @@ def shell_scripts():
 
 
 def test_shell_scripts_are_shellcheck_clean():
-    if not shutil.which("shellcheck"):
-        pytest.skip("shellcheck is not installed and `make test` could not install it")
+    require("shellcheck", shutil.which("shellcheck"))
     result = subprocess.run(["shellcheck", *shell_scripts()], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
-def test_vagrantfile_validates():
-    if not shutil.which("vagrant"):
-        pytest.skip("vagrant is not installed and `make test` could not install it")
-    result = subprocess.run(["vagrant", "validate"], cwd=REPO, capture_output=True, text=True,
-                            timeout=120)
+def vagrant_validate(*args, env=None):
+    return subprocess.run(["vagrant", "validate", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, **(env or {})))
+
+
+@pytest.mark.parametrize("how", [
+    # The libvirt provider's block, with vagrant-libvirt installed (its
+    # provider is the only one here, so plain validate uses it) ...
+    {"args": [], "env": {"VAGRANT_DEFAULT_PROVIDER": "libvirt"}},
+    # ... and everything else, provider blocks left out.
+    {"args": ["--ignore-provider"], "env": {}},
+])
+def test_vagrantfile_validates(how):
+    require("vagrant", shutil.which("vagrant"))
+    result = vagrant_validate(*how["args"], env=how["env"])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "validated successfully" in result.stdout
+    assert "Vagrantfile validated successfully." in result.stdout
+
+
+@pytest.mark.parametrize("memory", ["abc", "64", "99999999", ""])
+def test_a_bad_vm_memory_is_one_line_from_vagrant_validate(memory):
+    require("vagrant", shutil.which("vagrant"))
+    result = vagrant_validate(env={"ZKDEMO_VM_MEMORY": memory} if memory else {})
+    if not memory:   # unset: config/vm's figure, which is fine
+        assert result.returncode == 0, result.stdout + result.stderr
+        return
+    assert result.returncode == 1
+    assert result.stderr == (f'zookeeper-demo: ZKDEMO_VM_MEMORY="{memory}": give each VM\'s '
+                             "memory in MB, 192 to 65536 (ZooKeeper takes about 50 MB; see "
+                             "the README's lab section)\n")
+
+
+def test_config_whose_nodes_and_zoo_cfg_disagree_is_one_line(tmp_path):
+    """Both readers of config/, the Vagrantfile and the lab, say so in one line."""
+    require("vagrant", shutil.which("vagrant"))
+    copy = tmp_path / "repo"
+    shutil.copytree(os.path.join(REPO, "config"), copy / "config")
+    shutil.copytree(os.path.join(REPO, "provision"), copy / "provision")
+    shutil.copy(os.path.join(REPO, "Vagrantfile"), copy)
+    shutil.copy(os.path.join(REPO, "requirements.txt"), copy)
+    nodes = (copy / "config" / "nodes").read_text().replace("zoo3    3", "zoo3    4")
+    (copy / "config" / "nodes").write_text(nodes)
+    result = subprocess.run(["vagrant", "validate"], cwd=copy, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert result.stderr == ("zookeeper-demo: config/nodes has myids 1, 2, 4 but config/zoo.cfg "
+                             "has server.N lines for 1, 2, 3: they must match\n")
+    lab = subprocess.run(["python3", str(copy / "provision" / "lab.py"), "status"],
+                         capture_output=True, text=True, env=dict(os.environ, ZKDEMO_LAB="zkdcfg"))
+    assert lab.returncode == 1
+    assert lab.stderr == ("lab.py: config/nodes has myids 1, 2, 4 but config/zoo.cfg has "
+                          "server.N lines for 1, 2, 3: they must match\n")
+
+
+@pytest.mark.parametrize("conf, allowed", [
+    ("* 10.0.0.0/8 192.168.0.0/16\n", True),
+    ("* 10.0.10.0/24\n", True),
+    ("* 192.168.56.0/21\n", False),
+    (None, False),            # no file: VirtualBox allows 192.168.56.0/21 only
+])
+def test_the_virtualbox_range_check_reads_networks_conf(tmp_path, conf, allowed):
+    """The check `vagrant up` makes before VirtualBox would stop halfway."""
+    require("ruby", shutil.which("ruby"))
+    path = tmp_path / "networks.conf"
+    if conf is not None:
+        path.write_text(conf)
+    probe = ('module Vagrant; def self.configure(*); end; end; load "Vagrantfile"; '
+             f'print vbox_allows?(%w[10.0.10.101 10.0.10.102 10.0.10.103], "{path}")')
+    result = subprocess.run(["ruby", "-e", probe], cwd=REPO, capture_output=True, text=True)
+    assert result.stdout == str(allowed).lower(), result.stderr
 
 
 def test_provisioner_usage_errors():
@@ -161,10 +223,8 @@ def srvr(ip):
 
 @pytest.fixture
 def chroot():
-    if os.geteuid() != 0:
-        pytest.skip("the chroot provisioner test needs root (CI is root)")
-    if not shutil.which("debootstrap"):
-        pytest.skip("debootstrap is not installed and `make test` could not install it")
+    require("root (the chroot provisioner test)", os.geteuid() == 0)
+    require("debootstrap", shutil.which("debootstrap"))
     root = Chroot()
     try:
         root.build()
