@@ -468,8 +468,9 @@ def cmd_up(args):
     base = base_root()
     if not os.path.exists(f"/run/netns/{SWITCH}"):
         run("ip", "netns", "add", SWITCH)
+    if run("ip", "-n", SWITCH, "link", "show", "br0", check=False).returncode != 0:
         run("ip", "-n", SWITCH, "link", "add", "br0", "type", "bridge")
-        run("ip", "-n", SWITCH, "link", "set", "br0", "up")
+    run("ip", "-n", SWITCH, "link", "set", "br0", "up")
     booted = [m for m in targets if m.boot(base, memory)]
     check_isolated()
     addresses = ",".join(m.address for m in machines())
@@ -597,8 +598,11 @@ def cmd_down(args):
     if not found:
         say(f"the lab {LAB} is not up: nothing to take down")
         return 0
-    for m in machines():
-        m.halt(quiet=True)
+    halting = [threading.Thread(target=m.halt, kwargs={"quiet": True}) for m in machines()]
+    for thread in halting:
+        thread.start()
+    for thread in halting:
+        thread.join()
     for ns in lab_namespaces():   # the switch, and anything of ours by name
         run("ip", "netns", "delete", ns)
     unmount_below(STATE)
