@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from conftest import (LocalEnsemble, OutputProcess, REPO, kazoo_client,  # noqa: E402
                       script_command, wait_until)
-from election_checker import check, leading, stamp  # noqa: E402
+from election_checker import check, leading, message, stamp  # noqa: E402
 from bench_lab import lab_rows  # noqa: E402
 
 IPS = ["127.0.80.101", "127.0.80.102", "127.0.80.103"]
@@ -33,10 +33,14 @@ SESSION_S = 2.0
 
 
 class Proc(OutputProcess):
-    """A measured process; its timestamped lines are collected as they come."""
+    """A measured process; its timestamped lines (to the microsecond) are
+    collected as they come."""
 
-    def said(self, message, since=0):
-        return [line for line in self.lines[since:] if line[24:] == message]
+    def __init__(self, command, env=None):
+        super().__init__(command, dict(env or {}, ZKDEMO_LOG_PRECISION="us"))
+
+    def said(self, text, since=0):
+        return [line for line in self.lines[since:] if message(line) == text]
 
     def leading(self):
         return leading(self.lines)
@@ -113,27 +117,75 @@ def failover(kind, hosts, zk, electors, changes, crash=False):
 
 def failover_row(gaps, per_change, electors):
     ms = [g * 1000 for g in gaps]
-    return {"electors": electors, "changes": len(gaps), "p50_ms": round(percentile(ms, 50), 1),
-            "p99_ms": round(percentile(ms, 99), 1),
+    return {"electors": electors, "changes": len(gaps), "p50_ms": round(percentile(ms, 50), 2),
+            "p99_ms": round(percentile(ms, 99), 2),
             "notifications_per_change": round(statistics.mean(per_change), 2)}
 
 
-def failover_side_by_side(hosts, zk, rounds=3, changes=10):
-    """create.py, kazoo's Election and the naive election with 10 electors,
-    in interleaved rounds, so that a noisy moment hits all three alike; then
-    create.py with 50."""
+def floor(deleter, watcher_host, samples):
+    """ZooKeeper's own limit for a handover: one client (`deleter`, on one
+    server) deletes a znode; another, in a process of its own on another
+    server, has an exists() watch on it. Delete issued -> callback run."""
+    root = "/zkdemo/floor"
+    deleter.ensure_path(root)
+    paths = [deleter.create(f"{root}/f-", sequence=True) for _ in range(samples)]
+    watcher = Proc([sys.executable, os.path.join(HERE, "bench_electors.py"), "floor",
+                    watcher_host, *paths])
+    gaps = []
+    try:
+        wait_for(lambda: watcher.said("watching"), 30, "the floor's watcher")
+        for path in paths:
+            mark = len(watcher.lines)
+            issued = time.time()
+            deleter.delete(path)
+            woken = wait_for(lambda: next((line for line in watcher.lines[mark:]
+                                           if message(line) == f"woken: {path}"), None),
+                             10, "the floor's notification")
+            gaps.append(stamp(woken).timestamp() - issued)
+    finally:
+        watcher.stop()
+    return gaps
+
+
+def failover_side_by_side(hosts, zk, deleter, watcher_host, rounds=3, changes=10):
+    """ZooKeeper's floor, create.py, kazoo's Election and the naive election
+    with 10 electors, in interleaved rounds, so that a noisy moment hits all
+    alike. Each election's handover is given as a ratio to the floor: pooled
+    p50 and p99, and the spread of the per-round p50 ratios."""
     kinds = {"failover": "create.py", "failover_kazoo_election": "kazoo",
              "failover_naive": "naive"}
-    gaps = {key: [] for key in kinds}
+    gaps = {key: [] for key in [*kinds, "floor"]}
     per_change = {key: [] for key in kinds}
+    round_p50 = {key: [] for key in [*kinds, "floor"]}
     for _ in range(rounds):
+        g = floor(deleter, watcher_host, changes)
+        gaps["floor"] += g
+        round_p50["floor"].append(statistics.median(g))
         for key, kind in kinds.items():
             g, n = failover(kind, hosts, zk, 10, changes)
             gaps[key] += g
             per_change[key].append(n)
-    rows = {key: failover_row(gaps[key], per_change[key], 10) for key in kinds}
-    g, n = failover("create.py", hosts, zk, 50, rounds * changes)
-    rows["failover_50"] = failover_row(g, [n], 50)
+            round_p50[key].append(statistics.median(g))
+    ms = [g * 1000 for g in gaps["floor"]]
+    floor_p50, floor_p99 = percentile(ms, 50), percentile(ms, 99)
+    rows = {"floor": {"samples": len(ms), "p50_ms": round(floor_p50, 2),
+                      "p99_ms": round(floor_p99, 2)}}
+    for key in kinds:
+        row = failover_row(gaps[key], per_change[key], 10)
+        ratios = [p / f for p, f in zip(round_p50[key], round_p50["floor"])]
+        row.update(p50_x_floor=round(row["p50_ms"] / floor_p50, 2),
+                   p99_x_floor=round(row["p99_ms"] / floor_p99, 2),
+                   p50_x_floor_rounds=[round(min(ratios), 2), round(max(ratios), 2)])
+        rows[key] = row
+    return rows
+
+
+def failover_scaling(hosts, zk, sizes=(50, 200), changes=10):
+    """create.py's handover as the number of electors grows."""
+    rows = {}
+    for electors in sizes:
+        g, n = failover("create.py", hosts, zk, electors, changes)
+        rows[f"failover_{electors}"] = failover_row(g, [n], electors)
     return rows
 
 
@@ -165,22 +217,24 @@ def watch_bench(hosts, zk, events=600, rate=100.0):
             path = zk.create("/zkdemo/w-", b"first", sequence=True)
             sent.append((time.time(), f"created {path} first"))
             live.append((path, time.monotonic(), False))
+    achieved = len(sent) / (time.monotonic() - start)
     for path, _, _ in live:
         zk.delete(path)
     # watch.py reports in order: once the very last write shows, every earlier
     # one has had its chance. One it never printed counts as not reported.
     last = f"deleted {live[-1][0]}" if live else sent[-1][1]
     try:
-        wait_until(lambda: any(line[24:] == last for line in watcher.lines), 10)
+        wait_until(lambda: any(message(line) == last for line in watcher.lines), 10)
     except AssertionError:
         pass
     watcher.stop(signal.SIGINT)
     printed = {}
     for line in watcher.lines[1:]:
-        printed.setdefault(line[24:], stamp(line).timestamp())
+        printed.setdefault(message(line), stamp(line).timestamp())
     latencies = [(printed[msg] - t) * 1000 for t, msg in sent if msg in printed]
     return {"events_sent": len(sent), "events_reported": len(latencies),
-            "rate_per_s": rate, "p50_ms": round(percentile(latencies, 50), 1),
+            "rate_per_s": rate, "achieved_per_s": round(achieved),
+            "p50_ms": round(percentile(latencies, 50), 1),
             "p99_ms": round(percentile(latencies, 99), 1)}
 
 
@@ -217,9 +271,14 @@ def scale(hosts, zk, children=10_000):
         result.get()
     started = time.monotonic()
     get = subprocess.Popen(script_command("get.py", "--hosts", hosts),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    get_mb = peak_rss_mb(get)
-    get_s = time.monotonic() - started
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, _, usage = os.wait4(get.pid, 0)
+    get.returncode = 0
+    get_mb, get_s = round(usage.ru_maxrss / 1024, 1), time.monotonic() - started
+    error = get.stderr.read().decode().strip()
+    if error:   # what a user then sees, instead of a figure
+        delete_children(zk, children)
+        return {"children": children, "get_py_error": error, "get_py_s": round(get_s, 2)}
 
     started = time.monotonic()
     watcher = Proc(script_command("watch.py", "--hosts", hosts))
@@ -232,13 +291,79 @@ def scale(hosts, zk, children=10_000):
     elector = subprocess.Popen(script_command("create.py", "1", "--hosts", hosts),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     create_mb = peak_rss_mb(elector)
-    for i in range(children):
-        zk.delete_async(f"/zkdemo/many-{i:05d}")
-    wait_for(lambda: not any(c.startswith("many-") for c in zk.get_children("/zkdemo")), 60,
-             "the children to go")
+    delete_children(zk, children)
     return {"children": children, "get_py_s": round(get_s, 2), "get_py_peak_mb": get_mb,
             "watch_py_start_s": round(watch_s, 2), "watch_py_peak_mb": watch_mb,
             "create_py_peak_mb": create_mb}
+
+
+def delete_children(zk, children):
+    for result in [zk.delete_async(f"/zkdemo/many-{i:05d}") for i in range(children)]:
+        result.get()
+
+
+def scaling(hosts, zk, sizes=(1_000, 10_000, 50_000)):
+    rows = {}
+    for children in sizes:
+        rows[str(children)] = scale(hosts, zk, children)
+    return rows
+
+
+def watch_ramp(hosts, zk, rates=(100, 200, 400, 800, 1600, 3200), seconds=3):
+    """watch.py at rising change rates, until it first misses or folds one,
+    or until this one writer (a write at a time) cannot go faster."""
+    rows = []
+    for rate in rates:
+        row = watch_bench(hosts, zk, events=int(rate * seconds), rate=float(rate))
+        rows.append(row)
+        if row["events_reported"] < row["events_sent"] or row["achieved_per_s"] < 0.8 * rate:
+            break
+    kept_up = [r for r in rows if r["events_reported"] == r["events_sent"]]
+    return {"steps": rows, "highest_rate_all_reported": kept_up[-1]["rate_per_s"] if kept_up
+            else None, "first_rate_missed": rows[-1]["rate_per_s"] if rows[-1] not in kept_up
+            else None}
+
+
+def worker_memory(hosts, workers=10):
+    """Resident memory of what create-start.py starts: each worker's process
+    group (its shell loop and its create.py), summed."""
+    run_dir = os.path.join(REPO, ".zkdemo", "bench-workers")
+    env = dict(os.environ, ZKDEMO_RUN_DIR=run_dir)
+    subprocess.run(script_command("create-start.py", str(workers), "--hosts", hosts), env=env,
+                   check=True, capture_output=True)
+    try:
+        groups = [int(name.split(".")[0]) for name in os.listdir(os.path.join(run_dir, "workers"))]
+
+        def members(group):
+            found = []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[2]) == group:
+                            found.append(int(pid))
+                except (OSError, ValueError):
+                    pass
+            return found
+
+        def rss_mb(pid):
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    return next(int(line.split()[1]) for line in f
+                                if line.startswith("VmRSS")) / 1024
+            except (OSError, StopIteration):
+                return 0.0
+        wait_for(lambda: all(len(members(g)) >= 2 for g in groups), 30, "every worker's create.py")
+        wait_for(lambda: all(any("create.py" in open(f"/proc/{p}/cmdline").read()
+                                 for p in members(g)) for g in groups), 30, "create.py to start")
+        logs = [os.path.join(run_dir, name) for name in os.listdir(run_dir)
+                if name.startswith("worker-")]
+        wait_for(lambda: all("created /zkdemo/node-" in open(log).read() for log in logs), 30,
+                 "every worker's create.py to be connected")
+        per_worker = [sum(rss_mb(p) for p in members(g)) for g in groups]
+    finally:
+        subprocess.run(script_command("create-stop.py"), env=env, capture_output=True)
+    return {"workers": workers, "per_worker_mb": round(statistics.median(per_worker), 1),
+            "processes_per_worker": 2, "total_mb": round(sum(per_worker), 1)}
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -249,36 +374,57 @@ def machine():
     return f"{os.cpu_count()} cores, {cpu}, Python {sys.version.split()[0]}"
 
 
+def handover(row, floor=True):
+    text = (f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
+            f"{row['notifications_per_change']} notifications/change")
+    if floor and "p50_x_floor" in row:
+        low, high = row["p50_x_floor_rounds"]
+        text += (f"; {row['p50_x_floor']}x the floor at p50 (rounds {low}-{high}x), "
+                 f"{row['p99_x_floor']}x at p99")
+    return text
+
+
 def table(results):
     f = results
-    rows = [("failover, create.py, 10 electors",
-             f"p50 {f['failover']['p50_ms']} ms, p99 {f['failover']['p99_ms']} ms, "
-             f"{f['failover']['notifications_per_change']} notifications/change"),
-            ("failover, create.py, 50 electors",
-             f"p50 {f['failover_50']['p50_ms']} ms, p99 {f['failover_50']['p99_ms']} ms, "
-             f"{f['failover_50']['notifications_per_change']} notifications/change"),
-            ("failover, kazoo Election, 10",
-             f"p50 {f['failover_kazoo_election']['p50_ms']} ms, "
-             f"p99 {f['failover_kazoo_election']['p99_ms']} ms, "
-             f"{f['failover_kazoo_election']['notifications_per_change']} notifications/change"),
-            ("failover, naive (herd), 10",
-             f"p50 {f['failover_naive']['p50_ms']} ms, p99 {f['failover_naive']['p99_ms']} ms, "
-             f"{f['failover_naive']['notifications_per_change']} notifications/change"),
-            ("crash failover (SIGKILL)",
-             f"p50 {f['crash_failover']['p50_s']} s with a "
-             f"{f['crash_failover']['session_timeout_s']} s session timeout"),
-            ("watch.py",
-             f"{f['watch']['events_reported']}/{f['watch']['events_sent']} events at "
-             f"{f['watch']['rate_per_s']:g}/s, p50 {f['watch']['p50_ms']} ms, "
-             f"p99 {f['watch']['p99_ms']} ms"),
-            ("cold start (median wall)",
-             f"get.py {f['cold_start']['get_py_s']} s, zkCli.sh ls "
-             f"{f['cold_start']['zkcli_ls_s']} s, python3 -c pass "
-             f"{f['cold_start']['python_floor_s']} s"),
-            ("10,000 children",
-             f"get.py {f['scale']['get_py_s']} s / {f['scale']['get_py_peak_mb']} MB, "
-             f"watch.py start {f['scale']['watch_py_start_s']} s / "
-             f"{f['scale']['watch_py_peak_mb']} MB, create.py {f['scale']['create_py_peak_mb']} MB")]
+    base = f["failover"]["p50_ms"]
+    rows = [("floor: delete -> exists() watch fired",
+             f"p50 {f['floor']['p50_ms']} ms, p99 {f['floor']['p99_ms']} ms "
+             f"({f['floor']['samples']} deletes)"),
+            ("failover, create.py, 10 electors", handover(f["failover"])),
+            ("failover, kazoo Election, 10", handover(f["failover_kazoo_election"])),
+            ("failover, naive (herd), 10", handover(f["failover_naive"]))]
+    for electors in (50, 200):
+        row = f[f"failover_{electors}"]
+        rows.append((f"failover, create.py, {electors} electors",
+                     f"{handover(row)}; p50 {row['p50_ms'] / base:.2f}x the 10-elector one"))
+    rows.append(("crash failover (SIGKILL)",
+                 f"p50 {f['crash_failover']['p50_s']} s with a "
+                 f"{f['crash_failover']['session_timeout_s']} s session timeout"))
+    for step in f["watch"]["steps"]:
+        rows.append((f"watch.py at {step.get('achieved_per_s', step['rate_per_s']):g} changes/s",
+                     f"{step['events_reported']}/{step['events_sent']} reported, "
+                     f"p50 {step['p50_ms']} ms, p99 {step['p99_ms']} ms"))
+    missed = f["watch"]["first_rate_missed"]
+    fastest = max(step.get("achieved_per_s", 0) for step in f["watch"]["steps"])
+    rows.append(("watch.py keeps up to", f"{f['watch']['highest_rate_all_reported']:g}/s asked"
+                 + (f"; first misses at {missed:g}/s" if missed else
+                    f": it missed nothing up to the writer's limit, {fastest:g} writes/s")))
+    rows.append(("cold start (median wall)",
+                 f"get.py {f['cold_start']['get_py_s']} s, zkCli.sh ls "
+                 f"{f['cold_start']['zkcli_ls_s']} s, python3 -c pass "
+                 f"{f['cold_start']['python_floor_s']} s"))
+    for children, row in f["scale"].items():
+        name = f"{int(children):,} children"
+        if "get_py_error" in row:
+            rows.append((name, f"get.py fails: {row['get_py_error']}"))
+            continue
+        rows.append((name, f"get.py {row['get_py_s']} s / {row['get_py_peak_mb']} MB, watch.py "
+                     f"start {row['watch_py_start_s']} s / {row['watch_py_peak_mb']} MB, "
+                     f"create.py {row['create_py_peak_mb']} MB"))
+    w = f["workers"]
+    rows.append((f"create-start.py {w['workers']}",
+                 f"{w['per_worker_mb']} MB per worker ({w['processes_per_worker']} processes: "
+                 f"a shell loop and create.py), {w['total_mb']} MB in all"))
     rows += lab_table(results.get("lab", {"not_measured": "not run"}))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
@@ -314,11 +460,14 @@ def main():
         hosts = ensemble.hosts
         zk = kazoo_client(hosts)
         zk.ensure_path("/zkdemo")
-        results.update(failover_side_by_side(hosts, zk))
+        deleter = kazoo_client(f"{IPS[0]}:2181")
+        results.update(failover_side_by_side(hosts, zk, deleter, f"{IPS[1]}:2181"))
+        results.update(failover_scaling(hosts, zk))
         steps = [("crash_failover", lambda: crash_row(hosts, zk)),
-                 ("watch", lambda: watch_bench(hosts, zk)),
+                 ("watch", lambda: watch_ramp(hosts, zk)),
                  ("cold_start", lambda: cold_start(hosts)),
-                 ("scale", lambda: scale(hosts, zk))]
+                 ("scale", lambda: scaling(hosts, zk)),
+                 ("workers", lambda: worker_memory(hosts))]
         for key, step in steps:
             started = time.monotonic()
             results[key] = step()

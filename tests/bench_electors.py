@@ -5,6 +5,10 @@
                                   contender watches only its predecessor)
   bench_electors.py naive HOSTS   every contender watches the whole child list:
                                   each change wakes them all (the herd)
+  bench_electors.py floor HOST PATH...
+                                  no election: an exists() watch on each PATH,
+                                  `watching` once all are set, `woken: PATH` as
+                                  each goes (the floor a handover cannot beat)
 
 Each prints what create.py prints, in its format: `became leader`,
 `no longer leader (exiting)` on SIGTERM, and `woken: <path>` for every watch
@@ -69,8 +73,25 @@ def naive_election(zk, stop):
     zk.delete(f"{root}/{mine}")
 
 
+def floor(zk, paths):
+    gone = threading.Semaphore(0)
+
+    def woken(event):
+        log(f"woken: {event.path}")
+        gone.release()
+    for path in paths:
+        zk.exists(path, watch=woken)
+    log("watching")
+    for _ in paths:
+        gone.acquire()
+
+
 def main():
     mode, hosts = sys.argv[1], sys.argv[2]
+    if mode == "floor":
+        zk = KazooClient(hosts=hosts, timeout=10)
+        zk.start(timeout=10)
+        return floor(zk, sys.argv[3:])
     zk = KazooClient(hosts=hosts, timeout=10)
     count_notifications(zk)
     zk.start(timeout=10)

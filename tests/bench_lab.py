@@ -20,7 +20,7 @@ import sys
 import time
 
 from conftest import REPO, wait_until
-from election_checker import leading, stamp
+from election_checker import leading, message, stamp
 from test_lab import ENV, MACHINES, OnMachine, lab, ssh, what_is_missing, zk_leader
 
 sys.path.insert(0, os.path.join(REPO, "provision"))
@@ -146,7 +146,7 @@ def partition_row():
         wait_until(lambda: any(leading(e.lines) for e in electors[1:]), 120,
                    interval=0.1, what="a new create.py leader")
         became = min(stamp(line) for e in electors[1:] for line in e.lines
-                     if line[24:] == "became leader")
+                     if message(line) == "became leader")
         return {"cut": leader, "new_zookeeper_leader": new_leader,
                 "to_zookeeper_leader_s": round(zk_s, 1),
                 "to_create_py_leader_s": round((became - cut).total_seconds(), 1),

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 
 def stamp(line):
-    return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
+    """The time a line was printed: to the millisecond, or to the microsecond
+    when the process ran with ZKDEMO_LOG_PRECISION=us (the bench does)."""
+    return datetime.datetime.strptime(" ".join(line.split(" ", 2)[:2]), "%Y-%m-%d %H:%M:%S.%f")
+
+
+def message(line):
+    """A line without its time stamp."""
+    parts = line.split(" ", 2)
+    return parts[2] if len(parts) == 3 else ""
 
 
 @dataclass
@@ -35,8 +43,8 @@ class ElectionError(AssertionError):
 
 def leading(lines):
     """True if the last word of these lines on leadership is `became leader`."""
-    said = [line[24:] for line in lines
-            if line[24:] == "became leader" or line[24:].startswith("no longer leader")]
+    said = [message(line) for line in lines if message(line) == "became leader"
+            or message(line).startswith("no longer leader")]
     return bool(said) and said[-1] == "became leader"
 
 
@@ -44,15 +52,15 @@ def terms_of(name, lines, exited):
     """The leadership terms in one process's output lines."""
     terms = []
     for line in lines:
-        message = line[24:]
-        if message == "became leader":
+        said = message(line)
+        if said == "became leader":
             if terms and terms[-1].end is None:
                 raise ElectionError(f"{name} became leader twice without stepping down "
-                                    f"(at {line[:23]})")
+                                    f"(at {stamp(line)})")
             terms.append(Term(name, stamp(line)))
-        elif message.startswith("no longer leader"):
+        elif said.startswith("no longer leader"):
             if not terms or terms[-1].end is not None:
-                raise ElectionError(f"{name}: 'no longer leader' without a term ({line[:23]})")
+                raise ElectionError(f"{name}: 'no longer leader' without a term ({stamp(line)})")
             terms[-1].end = stamp(line)
     if exited and terms and terms[-1].end is None:
         raise ElectionError(f"{name} exited while still claiming leadership "

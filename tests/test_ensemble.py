@@ -44,6 +44,13 @@ def test_write_through_one_server_is_read_through_another_after_sync(ensemble, z
         writer.delete("/ensemble-test", recursive=True)
 
 
+def test_one_machine_may_hold_more_connections_than_zookeepers_default(ensemble, zk_factory):
+    """create-start.py may run 200 workers on one machine; ZooKeeper's default
+    of 60 connections per address per server would turn most away."""
+    clients = [zk_factory(ensemble.address("zoo1"), timeout=10) for _ in range(70)]
+    assert all(client.connected for client in clients)
+
+
 def test_killing_the_leader_elects_another_and_loses_nothing(scratch_ensemble, zk_factory):
     scratch_ensemble.up()
     scratch_ensemble.wait_serving()
