@@ -73,7 +73,7 @@ class Elector:
         self.lock = threading.Lock()
         self.wakeups = queue.Queue()  # "check" when the election may have changed
 
-    # kazoo calls these two from its own thread: they must not block.
+    # kazoo calls these three from its own thread: they must not block.
     def on_state(self, state):
         if state != KazooState.CONNECTED:
             self.step_down("connection " + state.lower())

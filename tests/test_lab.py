@@ -418,31 +418,24 @@ def scene(the_lab):
         made.kill()
 
 
-def test_partition_of_the_zookeeper_leaders_machine(scene):
-    leader = zk_leader()
-    first = leader   # the election's leader on the same machine: the hardest case
-    play = scene(first)
-    play.cut(leader)
-    play.takeover({leader})
+# Where the election's leader runs, and what is cut; the last machine named
+# is the one left in the minority.
+PARTITIONS = {
+    "the ZooKeeper leader's machine, the election's leader on it": ("leader", ["leader"]),
+    "the link between the ZooKeeper leader and the election leader's machine":
+        ("follower", ["leader", "follower"]),
+    "the election leader's machine": ("follower", ["follower"]),
+}
+
+
+@pytest.mark.parametrize("case", PARTITIONS)
+def test_partition(scene, case):
+    machine = {"leader": zk_leader()}
+    machine["follower"] = next(m for m in MACHINES if m != machine["leader"])
+    first, cut = PARTITIONS[case]
+    minority = {machine[cut[-1]]}
+    play = scene(machine[first])
+    play.cut(*(machine[role] for role in cut))
+    play.takeover(minority)
     play.heal()
-    play.finish({leader})
-
-
-def test_partial_partition_between_the_leader_and_one_follower(scene):
-    leader = zk_leader()
-    follower = next(m for m in MACHINES if m != leader)
-    play = scene(follower)   # the election's leader where the link is cut
-    play.cut(leader, follower)
-    play.takeover({follower})
-    play.heal()
-    play.finish({follower})
-
-
-def test_partition_of_the_election_leaders_machine(scene):
-    leader = zk_leader()
-    follower = next(m for m in MACHINES if m != leader)
-    play = scene(follower)
-    play.cut(follower)
-    play.takeover({follower})
-    play.heal()
-    play.finish({follower})
+    play.finish(minority)
