@@ -274,9 +274,16 @@ def peak_rss_mb(process):
 
 
 def scale(hosts, zk, children=10_000):
-    results = [zk.create_async(f"/zkdemo/many-{i:05d}", b"x" * 20) for i in range(children)]
-    for result in results:
-        result.get()
+    for batch in range(0, children, 5000):
+        for result in [zk.create_async(f"/zkdemo/many-{i:06d}", b"x" * 20)
+                       for i in range(batch, min(children, batch + 5000))]:
+            result.get()
+    # ZooKeeper's Java client (zkCli.sh) refuses a reply over jute.maxbuffer (1 MB).
+    listing = subprocess.run([ZKCLI, "-server", hosts.split(",")[0], "ls", "/zkdemo"],
+                             capture_output=True, text=True, timeout=300)
+    said = (listing.stdout + listing.stderr).strip().splitlines() or ["no output"]
+    zkcli = "ok" if "many-000000" in listing.stdout else next(
+        (line for line in said if "KeeperErrorCode" in line), said[-1])
     started = time.monotonic()
     get = subprocess.Popen(script_command("get.py", "--hosts", hosts),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -286,7 +293,8 @@ def scale(hosts, zk, children=10_000):
     error = get.stderr.read().decode().strip()
     if error:   # what a user then sees, instead of a figure
         delete_children(zk, children)
-        return {"children": children, "get_py_error": error, "get_py_s": round(get_s, 2)}
+        return {"children": children, "get_py_error": error, "get_py_s": round(get_s, 2),
+                "zkcli_ls": zkcli}
 
     started = time.monotonic()
     watcher = Proc(script_command("watch.py", "--hosts", hosts))
@@ -302,15 +310,17 @@ def scale(hosts, zk, children=10_000):
     delete_children(zk, children)
     return {"children": children, "get_py_s": round(get_s, 2), "get_py_peak_mb": get_mb,
             "watch_py_start_s": round(watch_s, 2), "watch_py_peak_mb": watch_mb,
-            "create_py_peak_mb": create_mb}
+            "create_py_peak_mb": create_mb, "zkcli_ls": zkcli}
 
 
 def delete_children(zk, children):
-    for result in [zk.delete_async(f"/zkdemo/many-{i:05d}") for i in range(children)]:
-        result.get()
+    for batch in range(0, children, 5000):
+        for result in [zk.delete_async(f"/zkdemo/many-{i:06d}")
+                       for i in range(batch, min(children, batch + 5000))]:
+            result.get()
 
 
-def scaling(hosts, zk, sizes=(1_000, 10_000, 50_000)):
+def scaling(hosts, zk, sizes=(1_000, 10_000, 50_000, 100_000)):
     rows = {}
     for children in sizes:
         rows[str(children)] = scale(hosts, zk, children)
@@ -430,7 +440,8 @@ def table(results):
             continue
         rows.append((name, f"get.py {row['get_py_s']} s / {row['get_py_peak_mb']} MB, watch.py "
                      f"start {row['watch_py_start_s']} s / {row['watch_py_peak_mb']} MB, "
-                     f"create.py {row['create_py_peak_mb']} MB"))
+                     f"create.py {row['create_py_peak_mb']} MB; zkCli.sh ls: "
+                     f"{row.get('zkcli_ls', 'not tried')}"))
     w = f["workers"]
     rows.append((f"create-start.py {w['workers']}",
                  f"{w['per_worker_mb']} MB per worker ({w['processes_per_worker']} processes: "
