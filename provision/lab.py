@@ -623,8 +623,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    parser = Parser(prog="lab.py", description=__doc__.split("\n\n")[0],
-                    epilog="See the module's docstring (head provision/lab.py) for how it works.")
+    parser = Parser(prog="lab.py", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND",
                                      parser_class=Parser)
     up = commands.add_parser("up", help="make the machines, or start the ones named")
