@@ -34,9 +34,11 @@ names the lab (default zkdemo); the tests use one of their own.
 """
 
 import argparse
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -167,17 +169,16 @@ class Cgroup:
 
 def host_mirror():
     """The Debian mirror this machine's apt sources name."""
-    for path in ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"):
+    for path in glob.glob("/etc/apt/sources.list.d/*.sources") + ["/etc/apt/sources.list"]:
         try:
-            for line in open(path):
-                fields = line.split()
-                if fields[:1] == ["URIs:"] or (fields[:1] == ["deb"] and len(fields) > 2):
-                    uri = fields[1] if fields[0] == "URIs:" else next(
-                        f for f in fields[1:] if not f.startswith("["))
-                    if "security" not in uri:
-                        return uri
+            text = open(path).read()
         except OSError:
             continue
+        for match in re.finditer(r"^URIs:\s*(\S+)|^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+\S+\s",
+                                 text, re.M):
+            uri = match.group(1) or match.group(2)
+            if "security" not in uri:
+                return uri
     return "http://deb.debian.org/debian"
 
 

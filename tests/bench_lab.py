@@ -21,7 +21,7 @@ import time
 
 from conftest import REPO, wait_until
 from election_checker import leading, message, stamp
-from test_lab import ENV, MACHINES, OnMachine, lab, ssh, what_is_missing, zk_leader
+from test_lab import ENV, MACHINES, OnMachine, lab, srvr, ssh, what_is_missing, zk_leader
 
 sys.path.insert(0, os.path.join(REPO, "provision"))
 from lab import Cgroup  # noqa: E402
@@ -158,10 +158,7 @@ def partition_row():
 
 
 def zk_mode(machine, name):
-    answer = ssh(name, "python3 provision/zkensemble.py srvr 127.0.0.1 2181", check=False,
-                 env=machine.env).stdout
-    return next((line.split(": ", 1)[1] for line in answer.splitlines()
-                 if line.startswith("Mode: ")), None)
+    return srvr(name, env=machine.env).get("Mode")
 
 
 def lab_rows():

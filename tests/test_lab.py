@@ -323,9 +323,15 @@ def zk_leader(env=ENV):
     return None
 
 
+def srvr(machine, env=ENV):
+    """The machine's server's answer to srvr, asked inside the machine ({} if none)."""
+    answer = ssh(machine, "python3 provision/zkensemble.py srvr 127.0.0.1 2181", check=False,
+                 env=env).stdout
+    return dict(line.split(": ", 1) for line in answer.splitlines() if ": " in line)
+
+
 def zxid(machine):
-    answer = ssh(machine, "python3 provision/zkensemble.py srvr 127.0.0.1 2181", check=False)
-    fields = dict(line.split(": ", 1) for line in answer.stdout.splitlines() if ": " in line)
+    fields = srvr(machine)
     return fields.get("Zxid") if fields.get("Mode") in ("leader", "follower") else None
 
 

@@ -8,19 +8,21 @@ to reach them.
 
 import glob
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 
 import pytest
 
 from conftest import REPO, STATE_ROOT, require, wait_until
 
+sys.path.insert(0, os.path.join(REPO, "provision"))
+from lab import HOST_CA, host_mirror  # noqa: E402  (the lab makes its root the same way)
+
 CHROOT_DIR = os.path.join(os.path.dirname(STATE_ROOT), "chroot")
 CHROOT_IP = "127.0.20.1"
-HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def shell_scripts():
@@ -114,22 +116,6 @@ def test_provisioner_usage_errors():
         result = subprocess.run(["bash", script, *args], capture_output=True, text=True)
         assert result.returncode == 2
         assert message in result.stderr
-
-
-def host_mirror():
-    """The Debian mirror this machine's apt sources name."""
-    sources = glob.glob("/etc/apt/sources.list.d/*.sources") + ["/etc/apt/sources.list"]
-    for path in sources:
-        try:
-            text = open(path).read()
-        except OSError:
-            continue
-        for match in re.finditer(r"^URIs:\s*(\S+)|^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+\S+\s",
-                                 text, re.M):
-            uri = match.group(1) or match.group(2)
-            if "security" not in uri:
-                return uri
-    return "http://deb.debian.org/debian"
 
 
 class Chroot:
