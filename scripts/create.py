@@ -11,10 +11,14 @@ leader election with every other create.py.
 The election is the recipe from ZooKeeper's documentation: the lowest sequence
 number leads. Only znodes named as this script names them (node- and the ten
 digits ZooKeeper appends) take part: other clients share /zkdemo, and a
-znode of theirs must not lead, nor keep anyone waiting behind it. Everyone else watches only the znode just before its own, so
-that when a znode goes, exactly one process is woken up to re-check (no
-"herd" of watchers). kazoo's kazoo.recipe.election.Election does the same
-through its Lock recipe; this script does it by hand to show how it works.
+znode of theirs must not lead, nor keep anyone waiting behind it. Everyone
+else watches only the znode just before its own, so that when a znode goes,
+exactly one process is woken up to re-check (no "herd" of watchers).
+kazoo's kazoo.recipe.election.Election does the same through its Lock
+recipe; this script does it by hand to show how it works.
+Each process also watches its own znode: if another client deletes it
+(zkCli.sh's `delete`), the next in line takes over, so this process says
+"no longer leader" at once and joins again at the back.
 
 It stays NUMBER seconds (random 1 to 60 when omitted), then deletes its znode
 and exits. It prints "became leader", "following <znode>" while it waits, and
@@ -65,6 +69,8 @@ class Elector:
         self.lapsed = False         # stepped down because the lease ran out
         self.path = None            # our znode, once created
         self.following = None       # the znode we watch, while we wait
+        self.deleted = False        # another client deleted our znode
+        self.leaving = False
         self.leading = False
         self.unsure = False         # a create's answer was lost: it may exist
         self.session_lost = False   # set from kazoo's thread, read in check()
@@ -90,7 +96,8 @@ class Elector:
     def on_renewed(self, sent, answer):
         try:
             if not all(result is True for result in answer.get()):
-                return  # our znode is gone: check() will see it
+                self.wakeups.put("check")  # our znode is gone: check() will see it
+                return
         except Exception:
             return  # no answer: the connection went; the listener reports it
         with self.lock:
@@ -98,10 +105,18 @@ class Elector:
         if self.lapsed:
             self.wakeups.put("check")
 
-    def on_predecessor_change(self, event):
+    def on_change(self, event):
+        """The watch on our predecessor, and the one on our own znode."""
         # Only this process is woken when its predecessor goes: no herd.
         if event.type == "NONE":
             return  # the connection dropped and kazoo forgot the watch: on_state re-checks
+        if event.path == self.path:
+            if event.type != "DELETED":  # someone changed its data: keep watching
+                self.zk.exists_async(event.path, watch=self.on_change)
+            elif not self.leaving:  # (on the way out, it is our own delete coming back)
+                self.deleted = True
+                self.wakeups.put("check")
+            return
         self.wakeups.put("check")
         log(f"woken: {event.path} {event.type.lower()}")
 
@@ -166,7 +181,11 @@ class Elector:
         with self.lock:
             self.confirmed = sent  # a create is a committed write too
         self.next_renewal = sent + self.session_timeout / 3
+        self.following = None
         log(f"created {self.path}")
+        # Another client (zkCli.sh's delete, say) may delete our znode: then
+        # the next in line leads, and we must know it at once.
+        self.zk.exists(self.path, watch=self.on_change)
 
     def own_znode(self):
         """After a create whose answer was lost: our znode, found by its owner
@@ -190,8 +209,11 @@ class Elector:
             self.path, self.unsure = self.own_znode(), False
         if self.session_lost:
             self.path, self.session_lost = None, False
+        if self.deleted:
+            self.step_down(f"another client deleted {self.path}")
+            self.path, self.deleted = None, False
         if self.path is None:
-            self.create_node()  # the first time, or after our session expired
+            self.create_node()  # the first time, after our session expired, or our znode deleted
         while True:
             try:
                 nodes = electors(list_root(self.zk))  # anybody else's znodes left out
@@ -199,6 +221,7 @@ class Elector:
                 nodes = []  # someone deleted /zkdemo, and our znode with it
             mine = self.path.rsplit("/", 1)[1]
             if mine not in nodes:  # our session expired, or someone deleted it
+                self.step_down(f"{self.path} is gone")
                 self.path = None
                 return self.check()
             position = nodes.index(mine)
@@ -207,7 +230,7 @@ class Elector:
             predecessor = f"{ROOT}/{nodes[position - 1]}"
             # Watch only the znode just before ours. If it is already gone,
             # look again: someone else may be before us now.
-            if self.zk.exists(predecessor, watch=self.on_predecessor_change):
+            if self.zk.exists(predecessor, watch=self.on_change):
                 if predecessor != self.following:
                     self.following = predecessor
                     log(f"following {predecessor}")
@@ -223,6 +246,7 @@ class Elector:
                 log("became leader")
 
     def leave(self):
+        self.leaving = True
         self.step_down("exiting")
         recovering = self.path and self.zk.state != KazooState.CONNECTED
         if recovering and not self.wait_for_zookeeper():

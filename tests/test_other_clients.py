@@ -74,6 +74,41 @@ def test_foreign_znodes_never_take_part_in_the_election(ensemble, zk, scripts):
     assert watcher.stderr == ""
 
 
+def test_an_elector_whose_znode_another_client_deletes_knows_it_at_once(ensemble, zk, scripts):
+    """zkCli.sh's `delete` on the leader's znode: the next in line takes over,
+    and the old leader must not go on believing it leads."""
+    first = scripts("create.py", "60", hosts=ensemble.hosts)
+    first.wait_for(lambda m: m == "became leader", what="the first elector to lead")
+    mine = first.wait_for(lambda m: m.startswith("created /zkdemo/node-")).split()[1]
+    second = scripts("create.py", "60", hosts=ensemble.hosts)
+    theirs = second.wait_for(lambda m: m.startswith("created /zkdemo/node-")).split()[1]
+    second.wait_for(lambda m: m == f"following {mine}")
+
+    zk.set(mine, b"a learner's data")   # a change first: the watch on it must stay
+    zk.delete(mine)
+    first.wait_for(lambda m: m == f"no longer leader (another client deleted {mine})",
+                   what="the old leader to step down")
+    second.wait_for(lambda m: m == "became leader", what="the next in line to take over")
+    gap = line_time(first, "no longer leader (another client deleted " + mine + ")") - \
+        line_time(second, "became leader")
+    assert gap.total_seconds() < 1.0, gap   # not a lease (seconds) later
+    again = first.wait_for(lambda m: m.startswith("created /zkdemo/node-") and mine not in m,
+                           what="the old leader to join again").split()[1]
+    assert again > theirs
+    first.wait_for(lambda m: m == f"following {theirs}")
+
+    zk.delete(again)   # a follower's znode: it joins again, the leader stays
+    first.wait_for(lambda m: m.count("created /zkdemo/node-") and again not in m
+                   and mine not in m, what="the follower to join once more")
+    first.wait_for(lambda m: m == f"following {theirs}" and first.count(
+        lambda m: m == f"following {theirs}") == 2, what="the follower to follow again")
+    assert first.count(lambda m: m == "became leader") == 1
+    assert second.count(lambda m: m.startswith("no longer leader")) == 0
+    assert first.stop() == 143 and second.stop() == 143
+    assert first.stderr == second.stderr == ""
+    assert [line for line in first.messages() if "woken" in line] == []
+
+
 def test_watch_survives_zkdemo_deleted_and_made_again(ensemble, zk, scripts):
     zk.ensure_path("/zkdemo/foo/child")
     zk.create("/zkdemo/bar", b"1")
