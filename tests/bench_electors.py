@@ -8,7 +8,10 @@
   bench_electors.py floor HOST PATH...
                                   no election: an exists() watch on each PATH,
                                   `watching` once all are set, `woken: PATH` as
-                                  each goes (the floor a handover cannot beat)
+                                  each goes (the floor a handover cannot beat),
+                                  then `listed: PATH` once a get_children of its
+                                  parent, sent from the callback, is answered
+                                  (the least an election that re-reads needs)
 
 Each prints what create.py prints, in its format: `became leader`,
 `no longer leader (exiting)` on SIGTERM, and `woken: <path>` for every watch
@@ -78,6 +81,10 @@ def floor(zk, paths):
 
     def woken(event):
         log(f"woken: {event.path}")
+        zk.get_children_async(event.path.rsplit("/", 1)[0]).rawlink(lambda _: listed(event.path))
+
+    def listed(path):
+        log(f"listed: {path}")
         gone.release()
     for path in paths:
         zk.exists(path, watch=woken)
