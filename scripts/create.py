@@ -70,6 +70,7 @@ class Elector:
         self.path = None            # our znode, once created
         self.following = None       # the znode we watch, while we wait
         self.deleted = False        # another client deleted our znode
+        self.rewatch = False        # the watch on our znode fired, but it is still there
         self.leaving = False
         self.leading = False
         self.unsure = False         # a create's answer was lost: it may exist
@@ -111,11 +112,13 @@ class Elector:
         if event.type == "NONE":
             return  # the connection dropped and kazoo forgot the watch: on_state re-checks
         if event.path == self.path:
-            if event.type != "DELETED":  # someone changed its data: keep watching
-                self.zk.exists_async(event.path, watch=self.on_change)
-            elif not self.leaving:  # (on the way out, it is our own delete coming back)
+            if event.type != "DELETED":
+                self.rewatch = True   # someone changed its data: the watch is spent
+            elif self.leaving:
+                return  # our own delete, coming back to us on the way out
+            else:
                 self.deleted = True
-                self.wakeups.put("check")
+            self.wakeups.put("check")
             return
         self.wakeups.put("check")
         log(f"woken: {event.path} {event.type.lower()}")
@@ -209,6 +212,9 @@ class Elector:
             self.path, self.unsure = self.own_znode(), False
         if self.session_lost:
             self.path, self.session_lost = None, False
+        if self.rewatch and self.path:
+            self.rewatch = False
+            self.deleted = not self.zk.exists(self.path, watch=self.on_change)
         if self.deleted:
             self.step_down(f"another client deleted {self.path}")
             self.path, self.deleted = None, False
@@ -220,9 +226,8 @@ class Elector:
             except NoNodeError:
                 nodes = []  # someone deleted /zkdemo, and our znode with it
             mine = self.path.rsplit("/", 1)[1]
-            if mine not in nodes:  # our session expired, or someone deleted it
-                self.step_down(f"{self.path} is gone")
-                self.path = None
+            if mine not in nodes:  # another client deleted it (or all of /zkdemo)
+                self.deleted = True
                 return self.check()
             position = nodes.index(mine)
             if position == 0:
