@@ -108,7 +108,6 @@ class Elector:
 
     def on_change(self, event):
         """The watch on our predecessor, and the one on our own znode."""
-        # Only this process is woken when its predecessor goes: no herd.
         if event.type == "NONE":
             return  # the connection dropped and kazoo forgot the watch: on_state re-checks
         if event.path == self.path:
@@ -120,6 +119,7 @@ class Elector:
                 self.deleted = True
             self.wakeups.put("check")
             return
+        # Only this process is woken when its predecessor goes: no herd.
         self.wakeups.put("check")
         log(f"woken: {event.path} {event.type.lower()}")
 

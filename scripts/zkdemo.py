@@ -180,6 +180,8 @@ def connect(args, session_timeout=10.0, on_state=None):
     session = {}
 
     def listener(state):
+        if state != KazooState.CONNECTED:
+            granted.listen()   # for the timeout the next connect is granted
         if state == KazooState.SUSPENDED:
             log("connection suspended: the session may still be alive; reconnecting")
         elif state == KazooState.LOST:
@@ -209,20 +211,26 @@ def connect(args, session_timeout=10.0, on_state=None):
 class GrantedTimeout(logging.Handler):
     """The session timeout the server granted, which may differ from the one
     asked for (servers clamp it to 2 to 20 ticks). kazoo does not expose it,
-    but logs it, at its lowest level, on each new session: this handler is
-    the only one on the client's own logger and keeps that number."""
+    but logs it, at its lowest level, on each connect: this handler is the
+    only one on the client's own logger and keeps that number. That level
+    also logs every packet, which costs time on every request, so it is on
+    only while connecting."""
 
     def __init__(self, asked):
         super().__init__()
         self.seconds = asked
         self.logger = logging.getLogger(f"zkdemo.kazoo.{id(self)}")
-        self.logger.setLevel(1)
         self.logger.propagate = False   # we report connection states ourselves
         self.logger.addHandler(self)
+        self.listen()
+
+    def listen(self):
+        self.logger.setLevel(1)
 
     def emit(self, record):
         if "negotiated session timeout" in str(record.msg):
             self.seconds = record.args[2] / 1000.0
+            self.logger.setLevel(logging.CRITICAL + 1)
 
 
 def session_timeout(zk):
