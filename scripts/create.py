@@ -70,7 +70,7 @@ class Elector:
         self.path = None            # our znode, once created
         self.following = None       # the znode we watch, while we wait
         self.deleted = False        # another client deleted our znode
-        self.rewatch = False        # the watch on our znode fired, but it is still there
+        self.rewatch = False        # our znode needs its watch (new, or the last one fired)
         self.leaving = False
         self.leading = False
         self.unsure = False         # a create's answer was lost: it may exist
@@ -97,8 +97,7 @@ class Elector:
     def on_renewed(self, sent, answer):
         try:
             if not all(result is True for result in answer.get()):
-                self.wakeups.put("check")  # our znode is gone: check() will see it
-                return
+                return  # our znode is gone: the watch on it wakes check()
         except Exception:
             return  # no answer: the connection went; the listener reports it
         with self.lock:
@@ -185,10 +184,8 @@ class Elector:
             self.confirmed = sent  # a create is a committed write too
         self.next_renewal = sent + self.session_timeout / 3
         self.following = None
+        self.rewatch = True
         log(f"created {self.path}")
-        # Another client (zkCli.sh's delete, say) may delete our znode: then
-        # the next in line leads, and we must know it at once.
-        self.zk.exists(self.path, watch=self.on_change)
 
     def own_znode(self):
         """After a create whose answer was lost: our znode, found by its owner
@@ -210,16 +207,22 @@ class Elector:
             return  # nothing can be known until we reconnect
         if self.path is None and self.unsure:
             self.path, self.unsure = self.own_znode(), False
+            self.rewatch = self.path is not None
         if self.session_lost:
             self.path, self.session_lost = None, False
-        if self.rewatch and self.path:
-            self.rewatch = False
-            self.deleted = not self.zk.exists(self.path, watch=self.on_change)
         if self.deleted:
             self.step_down(f"another client deleted {self.path}")
             self.path, self.deleted = None, False
         if self.path is None:
             self.create_node()  # the first time, after our session expired, or our znode deleted
+        if self.rewatch:
+            # Another client (zkCli.sh's delete, say) may delete our znode: then
+            # the next in line leads, and we must know it at once.
+            stat = self.zk.exists(self.path, watch=self.on_change)
+            self.rewatch = False
+            if stat is None:
+                self.deleted = True
+                return self.check()
         while True:
             try:
                 nodes = electors(list_root(self.zk))  # anybody else's znodes left out
