@@ -188,13 +188,13 @@ def failover_side_by_side(hosts, zk, deleter, watcher_host, rounds=4, changes=25
                 g, n, f = failover(kind, hosts, zk, 10, changes, floor=floor)
             finally:
                 floor.close()
+            woken = [w for w, _ in f]
             gaps[key] += g
-            gaps["floor"] += [woken for woken, _ in f]
+            gaps["floor"] += woken
             gaps["reread"] += [listed for _, listed in f]
-            own_floor[key] += [woken for woken, _ in f]
+            own_floor[key] += woken
             per_change[key].append(n)
-            round_ratios[key].append(statistics.median(g)
-                                     / statistics.median(woken for woken, _ in f))
+            round_ratios[key].append(statistics.median(g) / statistics.median(woken))
     ms = {key: [g * 1000 for g in gaps[key]] for key in ("floor", "reread")}
     floor_p50, floor_p99 = percentile(ms["floor"], 50), percentile(ms["floor"], 99)
     reread_p50 = percentile(ms["reread"], 50)
