@@ -359,6 +359,7 @@ class Scene:
     def cut(self, *machines):
         self.cut_at = datetime.datetime.now()
         lab("partition", *machines)
+        self.cut_done = datetime.datetime.now()   # the cut is in place by now, not before
 
     def takeover(self, minority):
         """Wait until an elector outside `minority` leads."""
@@ -392,13 +393,15 @@ class Scene:
             assert "Traceback" not in process.stderr, process.stderr
         terms = check([(f"{e.machine}#{i}", e.lines, True) for i, e in enumerate(self.electors)])
         # Nobody in the minority leads past its session timeout after the cut.
-        limit = self.cut_at + datetime.timedelta(seconds=SESSION_S)
+        # Until the partition command has put the cut in place, the minority's
+        # leader may still be heard (and its lease renewed): count from then.
+        limit = self.cut_done + datetime.timedelta(seconds=SESSION_S)
         for term in terms:
             if term.process.split("#")[0] in minority and term.start < self.healed_at:
                 end = term.end or datetime.datetime.max
                 assert not (term.start < limit < end or limit <= term.start), (
                     f"{term.process} led from {term.start} to {term.end} in the minority "
-                    f"(cut at {self.cut_at})")
+                    f"(cut between {self.cut_at} and {self.cut_done})")
         took_over = min(t.start for t in terms if t.start > self.cut_at)
         print(f"\ncut at {self.cut_at.time()}, a majority elector led at {took_over.time()} "
               f"({(took_over - self.cut_at).total_seconds():.2f} s), healed at "
