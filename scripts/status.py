@@ -23,8 +23,9 @@ counts the servers that are up *and* in step with one leader: the leader,
 plus the followers it says are synced, less any other server in --hosts
 that does not answer as a follower in step (in the broadcast phase). Writes
 go through only while that count is a majority of the ensemble. The exit
-status is 0 when it is, and 1 otherwise, also when the leader is not in
---hosts and so cannot be asked. --watch shows it anew every second until
+status is 0 when it is, and 1 otherwise: also when the followers answer
+and their leader does not (cut off from this client, hanging or down), and
+when the leader is not in --hosts and so cannot be asked. --watch shows it anew every second until
 Ctrl-C: run it while you kill servers with local-cluster.py.
 """
 
@@ -118,6 +119,13 @@ def report(args):
         log(f"no quorum: {leader} still says leader, but only {count} of {size} servers "
             f"{'is' if count == 1 else 'are'} in step with it (a majority is {majority}); "
             "writes cannot go through, and it gives up within syncLimit ticks")
+    elif serving and len(addresses) >= size and up < len(addresses):
+        # Every server was asked: the leader the followers still follow is one
+        # that did not answer us.
+        silent = ", ".join(a for a, v in zip(addresses, views) if v is None)
+        log(f"no leader answers: followers still follow a leader this client cannot reach "
+            f"(cut off, hanging or down: {silent}); writes may not go through, and if the "
+            f"followers have lost it too they elect another within syncLimit ticks ({counts})")
     elif serving:
         log(f"quorum unknown: followers answer, but their leader is not in --hosts; "
             f"give every server to check ({counts})")

@@ -13,6 +13,9 @@ the plumbing they all need lives here once:
 
 import argparse
 import datetime
+import difflib
+import glob
+import json
 import logging
 import os
 import re
@@ -38,7 +41,7 @@ __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeErro
            "NodeExistsError", "UserError", "log", "make_parser", "positive_number", "connect",
            "disconnect", "client_address", "ensure_root", "in_sequence", "run",
            "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl",
-           "run_dir", "check_source", "proc_stat", "ELECTION_PREFIX", "elector_sequence",
+           "run_dir", "check_source", "proc_stat", "worker_records", "still_ours", "ELECTION_PREFIX", "elector_sequence",
            "electors", "data_text", "list_root", "refused", "session_timeout"]
 
 ROOT = "/zkdemo"   # every znode the tutorial creates lives below this one
@@ -114,10 +117,41 @@ def positive_number(text):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with a usage error told in one line rather than the whole usage."""
+    """argparse, with a usage error told in one line rather than the whole
+    usage, and a mistyped option named as such."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        self.check_options(args)
+        return super().parse_args(args, namespace)
+
+    def check_options(self, args):
+        """argparse would take the value after a mistyped option (`--sorce
+        127.0.0.2`) for a positional argument and complain about that value
+        instead: name the option first."""
+        known = [option for action in self._actions for option in action.option_strings]
+        for arg in args:
+            if arg == "--":
+                return
+            name = arg.split("=", 1)[0]
+            if not name.startswith("-") or name == "-" or _is_number(name) or \
+                    any(option.startswith(name) for option in known if len(name) > 2):
+                continue   # a value, an option, or an abbreviation argparse resolves
+            if name in known:
+                continue
+            close = difflib.get_close_matches(name, known, n=1)
+            self.error(f"unknown option {name}" + (f" (did you mean {close[0]}?)" if close else ""))
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def make_parser(doc, connects=True, timeout=10.0):
@@ -141,15 +175,30 @@ def make_parser(doc, connects=True, timeout=10.0):
 
 # --- connecting -------------------------------------------------------------
 
-class SourceAddressHandler(SequentialThreadingHandler):
-    """kazoo's threading handler, with connections made from a chosen address."""
+# How kazoo retries after a round of failed connection attempts. Its default
+# waits twice as long after every round, up to an hour: after an outage of a
+# minute a client whose session is still alive would come back long after the
+# servers did, and find its session expired. ZooKeeper's own Java client does
+# not back off at all. Ours starts at 0.1 s and never waits more than about 1 s.
+RECONNECT = {"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 1.0, "max_jitter": 0.2}
 
-    def __init__(self, source):
+
+class ConnectionHandler(SequentialThreadingHandler):
+    """kazoo's threading handler, with two changes to how it opens a connection:
+    an attempt on one server gives up after its share of the session timeout
+    (timeout / number of servers, as ZooKeeper's Java client does; kazoo would
+    wait the whole session timeout on a server whose packets are dropped), and
+    it connects from a chosen local address (--source), when there is one."""
+
+    def __init__(self, source, attempt_timeout):
         super().__init__()
         self.source = source
+        self.attempt_timeout = attempt_timeout
 
     def create_connection(self, address, timeout=None, **kwargs):
-        sock = socket.create_connection(address, timeout, source_address=(self.source, 0))
+        timeout = min(timeout or self.attempt_timeout, self.attempt_timeout)
+        sock = socket.create_connection(address, timeout,
+                                        source_address=(self.source, 0) if self.source else None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
@@ -169,13 +218,12 @@ def connect(args, session_timeout=10.0, on_state=None):
     after logging, from kazoo's thread: it must not block.
     """
     logging.getLogger("kazoo").setLevel(logging.CRITICAL + 1)  # we report states ourselves
-    handler = None
     if args.source:
         check_source(args.source)
-        handler = SourceAddressHandler(args.source)
+    handler = ConnectionHandler(args.source, session_timeout / len(args.hosts.split(",")))
     granted = GrantedTimeout(session_timeout)
     zk = KazooClient(hosts=args.hosts, timeout=session_timeout, handler=handler,
-                     logger=granted.logger)
+                     connection_retry=RECONNECT, logger=granted.logger)
     zk.zkdemo_granted = granted
     session = {}
 
@@ -203,7 +251,12 @@ def connect(args, session_timeout=10.0, on_state=None):
         # on a server that accepts and never answers. That thread is a daemon
         # and ends with the process.
         zk.remove_listener(listener)
-        raise UserError(f"cannot reach ZooKeeper at {args.hosts} within {args.timeout:g} s")
+        hint = ""
+        if args.hosts == DEFAULT_HOSTS and not os.environ.get("ZKDEMO_HOSTS"):
+            hint = ("; with neither --hosts nor $ZKDEMO_HOSTS that is the default, this "
+                    "machine's own server: for the loopback ensemble run the `export "
+                    "ZKDEMO_HOSTS=...` line that `make demo` printed")
+        raise UserError(f"cannot reach ZooKeeper at {args.hosts} within {args.timeout:g} s{hint}")
     session["id"] = zk.client_id[0]
     return zk
 
@@ -238,12 +291,27 @@ def session_timeout(zk):
     return zk.zkdemo_granted.seconds
 
 
-def disconnect(zk):
+def disconnect(zk, wait=1.0):
     """Close the session, so ZooKeeper deletes its ephemeral znodes at once
-    (not a session timeout later). Our own closing is not reported as a loss."""
+    (not a session timeout later). Our own closing is not reported as a loss.
+
+    A server that is up answers a close within milliseconds. One that hangs,
+    or a connection still being retried, would keep kazoo's stop() waiting up
+    to a session timeout, so the script waits at most `wait` seconds (none
+    while it is not connected: there is no session to close just then) and
+    then goes; ZooKeeper expires the session in its own time."""
     zk.remove_listener(zk.zkdemo_listener)
-    zk.stop()
-    zk.close()
+    closing = threading.Thread(target=_close, args=(zk,), daemon=True)
+    closing.start()
+    closing.join(wait if zk.connected else 0)
+
+
+def _close(zk):
+    try:
+        zk.stop()
+        zk.close()
+    except Exception:
+        pass   # a close that did not finish: the process is on its way out
 
 
 def client_address(args):
@@ -364,6 +432,26 @@ def proc_stat(path):
     except OSError:
         return None
     return fields[0], int(fields[2]), int(fields[19])
+
+
+def worker_records():
+    """(file, record) for each worker create-start.py recorded; the record is
+    None when the file cannot be read."""
+    records = []
+    for path in sorted(glob.glob(os.path.join(run_dir(), "workers", "*.json"))):
+        try:
+            with open(path) as f:
+                records.append((path, json.load(f)))
+        except (OSError, ValueError):
+            records.append((path, None))
+    return records
+
+
+def still_ours(record):
+    """True if the recorded worker is alive and is the process we started."""
+    pid = record["pid"]
+    stat = proc_stat(f"/proc/{pid}/stat")
+    return stat is not None and stat[0] != "Z" and stat[1:] == (pid, record["start_time"])
 
 
 # --- running a script ---------------------------------------------------------

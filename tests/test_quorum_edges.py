@@ -5,11 +5,17 @@ word and a client's connection state are behind the truth.
   still answers `Mode: leader` (it does for up to syncLimit ticks);
 - create.py stopped while its connection is still recovering must delete its
   znode as soon as ZooKeeper answers again, or else say that it stays until
-  the session expires, and the next elector takes over accordingly.
+  the session expires, and the next elector takes over accordingly;
+- clients come back into their own sessions soon after a long outage ends;
+- status.py must name a leader that hangs while its followers still follow it,
+  and scripts stopped while every server hangs exit at once.
 """
 
+import datetime
 import os
+import re
 import signal
+import time
 
 import pytest
 
@@ -144,3 +150,111 @@ def test_a_leader_that_cannot_reach_zookeeper_says_its_znode_waits_for_expiry(
         "the successor took over before the session could have expired"
     check([("first", first.lines, True), ("second", second.lines, False)])
     assert second.stop() == 143
+
+
+def test_sessions_outlive_an_outage_of_four_session_timeouts(scratch_ensemble, scripts,
+                                                             zk_factory):
+    """Two of three servers down for four session timeouts: no session can
+    expire without a leader, and the new one gives every session a fresh
+    timeout, so a client that keeps trying (about once a second) is back in
+    its own session soon after the quorum returns, however long it was gone."""
+    scratch_ensemble.up(tick_ms=200)   # sessions of 10 s are granted 20 ticks: 4 s
+    scratch_ensemble.wait_serving()
+    session = 4.0
+    # watch.py knows only zoo1, which comes back last: what is written between
+    # the quorum's return and zoo1's is what it missed.
+    watch = scripts("watch.py", "--hosts", scratch_ensemble.address("zoo1"))
+    elector = scripts("create.py", "600", hosts=scratch_ensemble.hosts)
+    elector.wait_for(lambda m: m == "became leader")
+    path = next(m.split()[1] for m in elector.messages() if m.startswith("created "))
+    watch.wait_for(lambda m: m.startswith(("created " + path, "present " + path)))
+
+    pids = scratch_ensemble.pids()
+    for name in ("zoo1", "zoo2"):
+        os.kill(pids[name], signal.SIGKILL)
+    outage_ends = time.monotonic() + 4 * session
+    # zoo3 serves on alone until it notices (syncLimit ticks); then it drops
+    # its clients, and the elector, wherever it was, steps down.
+    wait_until(lambda: scratch_ensemble.modes()["zoo3"] not in ("leader", "follower"), session,
+               what="zoo3 to stop serving")
+
+    def leading():
+        said = [m for m in elector.messages() if m == "became leader"
+                or m.startswith("no longer leader")]
+        return said[-1] == "became leader"
+    wait_until(lambda: not leading(), session, what="the elector to step down")
+
+    def outage_over():
+        # Meanwhile nobody may claim leadership: there is no quorum.
+        assert not leading(), elector.lines
+        return time.monotonic() >= outage_ends
+    wait_until(outage_over, 5 * session, interval=0.5, what="the outage's end")
+
+    scratch_ensemble.run("start", "2")   # returns once zoo2 serves: a quorum again
+    quorum_back = datetime.datetime.now()
+    writer = zk_factory(scratch_ensemble.address("zoo3"))
+    writer.create("/zkdemo/made-while-watch-was-away", b"hello")
+    scratch_ensemble.run("start", "1")
+
+    elector.wait_for(lambda m: m == "reconnected (same session)", timeout=session)
+    watch.wait_for(lambda m: m == "reconnected (same session)", timeout=session)
+    # Back within about 2 s: kazoo's own policy, doubling its wait up to an
+    # hour, would still sleep out the outage's last attempt (6 to 12 s).
+    back = line_time(elector, "reconnected (same session)") - quorum_back
+    assert back.total_seconds() < 3, elector.lines
+    watch.wait_for(lambda m: m == "created /zkdemo/made-while-watch-was-away hello  "
+                   "(missed while disconnected)", timeout=10)
+    # The elector leads again with the znode it had: its session never ended.
+    wait_until(leading, 10, what="the elector to lead again")
+    assert [m for m in elector.messages() if m.startswith("created ")] == [f"created {path}"]
+    assert writer.exists(path) is not None
+    for process in (elector, watch):
+        assert not any(m.startswith("session lost") or m == "reconnected (new session)"
+                       for m in process.messages()), process.lines
+    assert elector.stop() == 143 and watch.stop() == 143
+
+
+def test_status_names_a_leader_that_hangs_and_scripts_stop_at_once(scratch_ensemble, scripts):
+    """The leader hangs (SIGSTOP): for up to syncLimit ticks its followers
+    still follow it, and status.py, asking all three, must say that the
+    leader is the server that does not answer. Then every server hangs: a
+    script told to stop exits at once, or after the wait it announces."""
+    scratch_ensemble.up(tick_ms=1000)   # followers notice after 5 s; sessions of 10 s
+    scratch_ensemble.wait_serving()
+    leader = scratch_ensemble.leader()
+    watch = scripts("watch.py", hosts=scratch_ensemble.hosts)
+    reader = scripts("get.py", "--every", "0.5", hosts=scratch_ensemble.hosts)
+    elector = scripts("create.py", "600", hosts=scratch_ensemble.hosts)
+    elector.wait_for(lambda m: m == "became leader")
+    watch.wait_for(lambda m: m.startswith("created /zkdemo/node-"))
+    reader.wait_for(lambda m: m.endswith("  leader"))
+
+    pids = scratch_ensemble.pids()
+    os.kill(pids[leader], signal.SIGSTOP)
+    try:
+        code, lines = status(scratch_ensemble)
+        assert code == 1, lines
+        assert mode_line(lines, scratch_ensemble, leader).split()[1] == "down", lines
+        assert lines[-1].startswith("no leader answers: followers still follow a leader this "
+                                    "client cannot reach (cut off, hanging or down: "
+                                    f"{scratch_ensemble.address(leader)}); writes may not go "
+                                    "through"), lines
+        for name in pids:
+            if name != leader:
+                os.kill(pids[name], signal.SIGSTOP)
+        for process in (watch, reader, elector):
+            process.wait_for(lambda m: m.startswith("connection suspended"), timeout=20)
+        for process in (watch, reader):
+            began = time.monotonic()
+            assert process.stop() == 143
+            assert time.monotonic() - began < 3, f"{process.proc.args} took long to stop"
+            assert process.stderr == ""
+        began = time.monotonic()
+        elector.proc.send_signal(signal.SIGTERM)
+        said = elector.wait_for(lambda m: m.startswith("exiting while the connection is down"))
+        waits = float(re.search(r"waiting up to ([\d.]+) s", said).group(1))
+        assert elector.wait(timeout=30) == 143
+        assert time.monotonic() - began < waits + 3, elector.lines
+    finally:
+        for pid in pids.values():
+            os.kill(pid, signal.SIGCONT)

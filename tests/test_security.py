@@ -17,14 +17,14 @@ from kazoo.security import OPEN_ACL_UNSAFE
 from conftest import REPO, STATE_ROOT, run_script, script_command
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
-from zkdemo import SourceAddressHandler  # noqa: E402  (the scripts' own --source)
+from zkdemo import ConnectionHandler  # noqa: E402  (the scripts' own --source)
 
 TREE = ["/zkdemo", "/zkdemo/a", "/zkdemo/a/b", "/zkdemo/c"]
 
 
 @pytest.fixture
 def outsider(ensemble, zk):
-    client = KazooClient(hosts=ensemble.hosts, handler=SourceAddressHandler("127.0.0.2"))
+    client = KazooClient(hosts=ensemble.hosts, handler=ConnectionHandler("127.0.0.2", 10.0))
     client.start(timeout=15)
     for path in TREE:
         zk.ensure_path(path)
