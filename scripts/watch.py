@@ -12,7 +12,9 @@ script must read again (setting a new watch) to see *what*. Changes made
 between the notification and that read arrive folded into one. The znode's
 version counts every update, so when it jumped by more than one the line says
 how many updates were folded; the parent's child version does the same for
-znodes created and deleted in between, which no read could show.
+znodes created and deleted in between, which no read could show. A znode
+updated and then deleted before the read is reported as both ("updated
+<path>, deleted before it could be read", then "deleted <path>").
 
 When its server goes away, kazoo reconnects to another one in --hosts; the
 script then reads everything again and reports what it missed.
@@ -51,7 +53,7 @@ class Watcher:
 
     def on_data(self, event):
         if event.type != "NONE":
-            self.events.put(("data", event.path))
+            self.events.put((event.type.lower(), event.path))
 
     def on_root(self, event):
         if event.type == "CREATED":
@@ -166,10 +168,12 @@ def main():
             try:
                 if kind == "children":
                     watcher.read_children()
-                elif kind == "data":
-                    watcher.read_data(path)
-                else:
+                elif kind == "reconnected":
                     watcher.reread_everything()
+                elif not watcher.read_data(path) and kind == "changed":
+                    # Told of an update, then the znode went before we could
+                    # read it: the update is reported, its data never seen.
+                    log(f"updated {path}, deleted before it could be read")
             except CONNECTION_ERRORS:
                 pass  # reported by the listener; everything is re-read on reconnect
     finally:

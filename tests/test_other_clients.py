@@ -268,3 +268,31 @@ def test_a_zkdemo_locked_by_another_client_is_one_line_naming_its_acl(
     result = run_script("create.py", "0.2", hosts=ensemble.hosts)
     assert result.returncode == 0, result.stderr
     assert "became leader" in messages(result.stdout)
+
+
+def test_watch_reports_an_update_whose_znode_went_before_the_read(ensemble, zk, scripts):
+    """Another client sets a znode's data and deletes it at once (zkCli.sh's
+    set and delete pasted together). watch.py has read the znode, so the set
+    reaches it as a notification; when the znode is gone by the read that
+    follows, the update must still be told, not only the delete."""
+    zk.ensure_path("/zkdemo")
+    watcher = scripts("watch.py", hosts=ensemble.hosts)
+    watcher.wait_for(lambda m: m.startswith("watching /zkdemo"))
+    rounds, raced = 40, 0
+    for i in range(rounds):
+        path = f"/zkdemo/brief-{i}"
+        zk.create(path, b"first")
+        watcher.wait_for(lambda m: m == f"created {path} first", what=f"{path} created")
+        # Sent back to back, as one pasted sequence.
+        answers = [zk.set_async(path, b"second"), zk.delete_async(path)]
+        for answer in answers:
+            answer.get(timeout=10)
+        watcher.wait_for(lambda m: m == f"deleted {path}", what=f"the delete of {path}")
+        lines = watcher.messages()
+        told = [m for m in lines if m.startswith(f"updated {path}")]
+        assert told in ([f"updated {path} second"],
+                        [f"updated {path}, deleted before it could be read"]), lines
+        assert lines.index(told[0]) < lines.index(f"deleted {path}")
+        raced += told[0].endswith("before it could be read")
+    assert watcher.stop() == 143 and watcher.stderr == ""
+    print(f"{raced} of {rounds} updates were followed by the delete before watch.py's read")
