@@ -486,10 +486,17 @@ def cmd_up(args):
         thread.join()
     if failures:
         raise LabError("; ".join(failures))
-    if len(booted) == len(machines()) or all(m.is_up() for m in machines()):
-        if not wait_for(lambda: all(m.mode() in SERVING for m in machines()), 60, 0.3):
+    running = [m for m in machines() if m.is_up()]
+    if len(running) > len(machines()) // 2:
+        # A majority is up: wait until each of them serves, as a VM's
+        # provisioner does before `vagrant up` returns.
+        if not wait_for(lambda: all(m.mode() in SERVING for m in running), 60, 0.3):
             raise LabError("no quorum within 60 s: " + status_line())
-    say(status_line())
+        say(status_line())
+    else:
+        wait_for(lambda: all(m.mode() != "down" for m in booted), 60, 0.3)
+        say(status_line())
+        say("no quorum yet: a majority of the machines must be up (lab.py up starts them)")
     return 0
 
 

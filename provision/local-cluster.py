@@ -8,8 +8,10 @@ the quorum). Every setting comes from config/zoo.cfg; only the addresses, the
 data directory and, with --tick-time, the tick are changed.
 
     local-cluster.py up                 start all three, wait for a quorum
-    local-cluster.py status             address, pid and mode of each server
-    local-cluster.py kill 2             SIGKILL zoo2 (try it on the leader)
+    local-cluster.py status             address, pid and mode of each server;
+                                        exit 1 when they have no quorum
+    local-cluster.py kill 2             SIGKILL zoo2
+    local-cluster.py kill leader        SIGKILL whichever server leads now
     local-cluster.py start 2            start it again; it rejoins as follower
     local-cluster.py pause 1 / resume 1 SIGSTOP / SIGCONT: a server that hangs
     local-cluster.py stop 3             stop one server cleanly (SIGTERM)
@@ -224,11 +226,17 @@ class Ensemble:
             json.dump({"ips": self.ips, "tick_time": self.tick_time}, f)
 
     def server(self, which):
+        if which == "leader":
+            # Whichever server leads now: the one worth killing in a tour.
+            leader = self.leader(self.modes())
+            if leader is None:
+                raise ClusterError("no server leads now (local-cluster.py status shows why)")
+            which = leader
         for s in self.servers:
             if which in (s.name, str(s.myid)):
                 return s
         names = ", ".join(f"{s.myid} ({s.name})" for s in self.servers)
-        raise ClusterError(f"no server {which!r}: choose one of {names}")
+        raise ClusterError(f"no server {which!r}: choose one of {names}, or leader")
 
     def hosts(self):
         return ",".join(s.address for s in self.servers)
@@ -369,8 +377,9 @@ def cmd_status(ensemble, args):
     leader = ensemble.leader(modes)
     if ensemble.has_quorum(modes):
         print(f"quorum: leader is {leader}")
-    else:
-        print("no quorum: clients cannot read or write")
+        return 0
+    print("no quorum: clients cannot read or write")
+    return 1
 
 
 def cmd_start(ensemble, args):
@@ -451,7 +460,7 @@ class Parser(argparse.ArgumentParser):
 def parse_args(argv):
     parser = Parser(
         prog="local-cluster.py", description=__doc__.split("\n\n")[0],
-        epilog="Servers: 1, 2, 3 (or zoo1, zoo2, zoo3).")
+        epilog="Servers: 1, 2, 3 (or zoo1, zoo2, zoo3), or leader: the one that leads now.")
     parser.add_argument("command", choices=COMMANDS, metavar="COMMAND",
                         help="one of: " + ", ".join(COMMANDS))
     parser.add_argument("server", nargs="?", metavar="N",
@@ -483,13 +492,12 @@ def main(argv=None):
                 "start": cmd_start, "stop": cmd_stop}
     try:
         ensemble = Ensemble(args.state_dir, args.ips, args.tick_time)
-        handlers.get(args.command, cmd_signal)(ensemble, args)
+        return handlers.get(args.command, cmd_signal)(ensemble, args) or 0
     except ClusterError as e:
         print(f"local-cluster.py: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
 
 
 if __name__ == "__main__":

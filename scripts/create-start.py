@@ -9,12 +9,14 @@ to log files; create-start.py returns at once. Stop them with create-stop.py.
 """
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
 import sys
 
-from zkdemo import UserError, connect, disconnect, make_parser, proc_stat, run, run_dir
+from zkdemo import (UserError, connect, disconnect, make_parser, proc_stat, run, run_dir,
+                    still_ours, worker_records)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -57,9 +59,12 @@ def main():
     # Workers that cannot reach ZooKeeper would only retry forever: check first.
     disconnect(connect(args))
     directory = run_dir()
+    # Workers still running from an earlier create-start.py keep their logs.
+    in_use = {record["log"] for _, record in worker_records() if record and still_ours(record)}
+    free_logs = (path for n in itertools.count(1)
+                 if (path := os.path.join(directory, f"worker-{n}.log")) not in in_use)
     started = []
-    for _ in range(args.number):
-        log_path = os.path.join(directory, f"worker-{len(started) + 1}.log")
+    for log_path in itertools.islice(free_logs, args.number):
         with open(log_path, "ab") as log_file:
             # A session of its own: no terminal, and a process group that
             # create-stop.py can signal as a whole (the worker and its create.py).

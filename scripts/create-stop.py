@@ -10,19 +10,11 @@ Nothing running is not an error.
 """
 
 import glob
-import json
 import os
 import signal
 import time
 
-from zkdemo import make_parser, positive_number, proc_stat, run, run_dir
-
-
-def still_ours(record):
-    """True if the recorded worker is alive and is the process we started."""
-    pid = record["pid"]
-    stat = proc_stat(f"/proc/{pid}/stat")
-    return stat is not None and stat[0] != "Z" and stat[1:] == (pid, record["start_time"])
+from zkdemo import make_parser, positive_number, proc_stat, run, still_ours, worker_records
 
 
 def group_alive(pgid):
@@ -39,12 +31,7 @@ def main():
     args = parser.parse_args()
 
     groups = []
-    for path in sorted(glob.glob(os.path.join(run_dir(), "workers", "*.json"))):
-        try:
-            with open(path) as f:
-                record = json.load(f)
-        except (OSError, ValueError):
-            record = None
+    for path, record in worker_records():
         if record and still_ours(record):
             os.killpg(record["pid"], signal.SIGTERM)
             groups.append(record["pid"])

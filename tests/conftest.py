@@ -77,7 +77,7 @@ class LocalEnsemble:
     def modes(self):
         """{'zoo1': 'follower', ...} as `local-cluster.py status` prints it."""
         modes = {}
-        for line in self.run("status").stdout.splitlines():
+        for line in self.run("status", check=False).stdout.splitlines():
             fields = line.split()
             if fields and fields[0].startswith("zoo"):
                 modes[fields[0]] = " ".join(fields[4:])

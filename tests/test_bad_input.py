@@ -45,10 +45,10 @@ USAGE = [
     ("get.py", ["--sync=yes"], "ignored explicit argument"),
     ("watch.py", ["/zkdemo"], "unrecognized arguments: /zkdemo"),
     ("acl-lockdown.py", ["--undo", "--recursive", "/"], "unrecognized arguments: /"),
-    ("create-with-acls.py", ["--acl", "ip:1.2.3.4"], "unrecognized arguments"),
+    ("create-with-acls.py", ["--acl", "ip:1.2.3.4"], "unknown option --acl"),
     ("create-with-digest.py", ["--user", ""], "a user name must be non-empty"),
     ("create-with-digest.py", ["--user", "bob:x"], "without ':'"),
-    ("create-with-digest.py", ["--password", "x"], "unrecognized arguments"),
+    ("create-with-digest.py", ["--password", "x"], "unknown option --password"),
 ] + [(name, ["1"] * (name in ("create.py", "create-start.py")) + ["--source", source], message)
      for name in CONNECTING + ["status.py"]
      for source, message in (("not-an-ip", "not an address of this machine"),

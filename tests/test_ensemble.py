@@ -158,7 +158,24 @@ def test_kill_of_an_unknown_server(tmp_path):
     result = subprocess.run([sys.executable, CLUSTER, "kill", "7", "--state-dir", str(tmp_path)],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
-    assert result.stderr == "local-cluster.py: no server '7': choose one of 1 (zoo1), 2 (zoo2), 3 (zoo3)\n"
+    assert result.stderr == ("local-cluster.py: no server '7': choose one of 1 (zoo1), 2 (zoo2), "
+                             "3 (zoo3), or leader\n")
+
+
+def test_kill_leader_kills_whichever_server_leads_and_status_tells_no_quorum(scratch_ensemble):
+    scratch_ensemble.up()
+    scratch_ensemble.wait_serving()
+    leader = scratch_ensemble.leader()
+    assert scratch_ensemble.run("kill", "leader").stdout == f"{leader}  killed (SIGKILL)\n"
+    assert leader not in scratch_ensemble.pids() or \
+        scratch_ensemble.modes()[leader] == "down"
+    scratch_ensemble.wait_serving([n for n in ("zoo1", "zoo2", "zoo3") if n != leader])
+    assert scratch_ensemble.run("status").returncode == 0
+    # The second kill leaves one server: no quorum, and status says so by its exit code.
+    scratch_ensemble.run("kill", "leader")
+    result = scratch_ensemble.run("status", check=False)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == "no quorum: clients cannot read or write"
 
 
 def test_servers_log_through_log4j(ensemble):

@@ -58,7 +58,10 @@ def test_nothing_reachable_is_one_line_within_the_timeout(name):
     (["--hosts", "127.0.0.1:65536"], "bad port '65536'"),
     (["--timeout", "-1"], "must be more than 0"),
     (["--timeout", "soon"], "is not a number"),
-    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--no-such-flag"], "unknown option --no-such-flag"),
+    # A mistyped option is named, not the value after it taken for an argument.
+    (["--sorce", "127.0.0.2"], "unknown option --sorce (did you mean --source?)"),
+    (["--timout=3"], "unknown option --timout (did you mean --timeout?)"),
 ])
 @pytest.mark.parametrize("name", ["watch.py", "create.py", "get.py", "acl-lockdown.py",
                                   "create-with-acls.py", "create-with-digest.py", "status.py"])
@@ -66,6 +69,25 @@ def test_usage_errors_are_one_line_and_exit_2(name, args, message):
     result = run_script(name, *args)
     assert result.returncode == 2
     assert result.stderr.startswith(f"{name}: ") and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_create_names_a_mistyped_option_rather_than_taking_its_value():
+    result = run_script("create.py", "--sesion-timeout", "5", "1")
+    assert result.returncode == 2
+    assert result.stderr == ("create.py: unknown option --sesion-timeout (did you mean "
+                             "--session-timeout?) (see --help)\n")
+
+
+def test_nothing_at_the_default_address_says_how_to_point_the_scripts(tmp_path):
+    # No --hosts, no $ZKDEMO_HOSTS: the default is 127.0.0.1:2181, and the
+    # tests' ensembles are elsewhere, as a learner's loopback ensemble is.
+    result = run_script("get.py", "--timeout", "1")
+    if result.returncode == 0:
+        pytest.skip("a ZooKeeper server listens on 127.0.0.1:2181 on this machine")
+    assert result.returncode == 1
+    assert result.stderr.startswith("get.py: cannot reach ZooKeeper at 127.0.0.1:2181 within 1 s; ")
+    assert "$ZKDEMO_HOSTS" in result.stderr and "make demo" in result.stderr
     assert len(result.stderr.splitlines()) == 1
 
 
@@ -289,10 +311,18 @@ def test_workers_keep_electing_and_create_stop_leaves_nothing(ensemble, zk, run_
         logs = [os.path.join(run_dir["ZKDEMO_RUN_DIR"], f"worker-{i}.log") for i in (1, 2, 3)]
         wait_until(lambda: any("became leader" in open(p).read() for p in logs), 30,
                    what="a leader in the logs")
+        # More workers while these run: each gets a log of its own.
+        more = run_script("create-start.py", "2", hosts=ensemble.hosts, env=run_dir)
+        assert more.returncode == 0, more.stderr
+        pids += [int(p) for p in re.search(r"pids ([\d ]+)\)", more.stdout).group(1).split()]
+        records = glob.glob(os.path.join(run_dir["ZKDEMO_RUN_DIR"], "workers", "*.json"))
+        used = sorted(json.load(open(r))["log"] for r in records)
+        assert used == sorted(logs + [os.path.join(run_dir["ZKDEMO_RUN_DIR"], f"worker-{i}.log")
+                                      for i in (4, 5)])
     finally:
         stop = run_script("create-stop.py", env=run_dir)
     assert stop.returncode == 0
-    assert stop.stdout == "stopped 3 workers\n"
+    assert stop.stdout == "stopped 5 workers\n"
     assert not any(group_alive(pid) for pid in pids)
     # The workers' create.py exited cleanly, so their ephemeral znodes went with them.
     assert elector_nodes(zk) == []
