@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from conftest import (LocalEnsemble, OutputProcess, REPO, kazoo_client,  # noqa: E402
-                      script_command, wait_until)
+                      TICK_MS, script_command, stop_all, wait_until)
 from election_checker import check, leading, message, stamp  # noqa: E402
 from bench_lab import lab_rows  # noqa: E402
 
@@ -39,12 +39,19 @@ SESSION_S = 2.0
 QUIET_S = 0.15
 
 
+# Every process the bench starts. Each step stops its own; main() stops
+# whatever a failed step left, so that nothing outlives the bench.
+STARTED = []
+
+
 class Proc(OutputProcess):
     """A measured process; its timestamped lines (to the microsecond) are
     collected as they come."""
 
     def __init__(self, command, env=None):
         super().__init__(command, dict(env or {}, ZKDEMO_LOG_PRECISION="us"))
+        STARTED.append(self.proc)
+
 
     def said(self, text, since=0):
         return [line for line in self.lines[since:] if message(line) == text]
@@ -52,6 +59,28 @@ class Proc(OutputProcess):
     def leading(self):
         return leading(self.lines)
 
+
+def popen(command, stderr=subprocess.DEVNULL):
+    """A process whose output is not read (its memory is measured)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+    STARTED.append(process)
+    return process
+
+
+def stop_leftovers():
+    """SIGTERM to whatever the bench started and is still running, SIGKILL
+    after 15 s; returns how many there were."""
+    left = [process for process in STARTED if process.poll() is None]
+    for process in left:
+        process.terminate()
+    deadline = time.monotonic() + 15
+    for process in left:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return len(left)
 
 def wait_for(condition, timeout, what):
     return wait_until(condition, timeout, interval=0.005, what=what)
@@ -121,8 +150,7 @@ def failover(kind, hosts, zk, electors, changes, crash=False, floor=None):
             add()  # a newcomer joins at the back of the queue
         per_change = (notifications() - before) / changes
     finally:
-        for process in pool:
-            process.stop()
+        stop_all(pool + finished)
     if not crash:  # while we are at it: never two leaders at once, in any of them
         check((str(p.proc.pid), p.lines, True) for p in pool + finished)
     return gaps, per_change, floor_gaps
@@ -325,8 +353,7 @@ def scale(hosts, zk, children=10_000):
     zkcli = "ok" if "many-000000" in listing.stdout else next(
         (line for line in said if "KeeperErrorCode" in line), said[-1])
     started = time.monotonic()
-    get = subprocess.Popen(script_command("get.py", "--hosts", hosts),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    get = popen(script_command("get.py", "--hosts", hosts), stderr=subprocess.PIPE)
     _, _, usage = os.wait4(get.pid, 0)
     get.returncode = 0
     get_mb, get_s = round(usage.ru_maxrss / 1024, 1), time.monotonic() - started
@@ -344,8 +371,7 @@ def scale(hosts, zk, children=10_000):
     watcher.proc.send_signal(signal.SIGINT)
     watch_mb = peak_rss_mb(watcher.proc)
 
-    elector = subprocess.Popen(script_command("create.py", "1", "--hosts", hosts),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elector = popen(script_command("create.py", "1", "--hosts", hosts))
     create_mb = peak_rss_mb(elector)
     delete_children(zk, children)
     return {"children": children, "get_py_s": round(get_s, 2), "get_py_peak_mb": get_mb,
@@ -448,9 +474,24 @@ def handover(row, floor=True):
 
 
 def table(results):
-    f = results
-    base = f["failover"]["p50_ms"]
-    rows = [("floor: delete -> exists() watch fired",
+    """The README's table; a step that failed is one row saying why."""
+    failed = results.get("failed", {})
+    rows = []
+    for key, build in (("failover", failover_table), ("failover_scaling", scaling_table),
+                       ("crash_failover", crash_table), ("watch", watch_table),
+                       ("cold_start", cold_start_table), ("scale", scale_table),
+                       ("workers", workers_table), ("reconnect", reconnect_table),
+                       ("lab", lambda f: lab_table(f.get("lab", {"not_measured": "not run"})))):
+        if key in failed:
+            rows.append((key.replace("_", " "), f"FAILED: {failed[key]}"))
+        else:
+            rows += build(results)
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def failover_table(f):
+    return [("floor: delete -> exists() watch fired",
              f"p50 {f['floor']['p50_ms']} ms, p99 {f['floor']['p99_ms']} ms "
              f"({f['floor']['samples']} deletes, one before each handover)"),
             ("floor with a re-read: -> getChildren answered",
@@ -458,13 +499,26 @@ def table(results):
             ("failover, create.py, 10 electors", handover(f["failover"])),
             ("failover, kazoo Election, 10", handover(f["failover_kazoo_election"])),
             ("failover, naive (herd), 10", handover(f["failover_naive"]))]
+
+
+def scaling_table(f):
+    rows = []
     for electors in (50, 200):
         row = f[f"failover_{electors}"]
-        rows.append((f"failover, create.py, {electors} electors",
-                     f"{handover(row)}; p50 {row['p50_ms'] / base:.2f}x the 10-elector one"))
-    rows.append(("crash failover (SIGKILL)",
-                 f"p50 {f['crash_failover']['p50_s']} s with a "
-                 f"{f['crash_failover']['session_timeout_s']} s session timeout"))
+        ratio = (f"; p50 {row['p50_ms'] / f['failover']['p50_ms']:.2f}x the 10-elector one"
+                 if "failover" in f else "")
+        rows.append((f"failover, create.py, {electors} electors", f"{handover(row)}{ratio}"))
+    return rows
+
+
+def crash_table(f):
+    return [("crash failover (SIGKILL)",
+             f"p50 {f['crash_failover']['p50_s']} s with a "
+             f"{f['crash_failover']['session_timeout_s']} s session timeout")]
+
+
+def watch_table(f):
+    rows = []
     warm_up = [f["watch"]["warm_up"]] if "warm_up" in f["watch"] else []
     for step in warm_up + f["watch"]["steps"]:
         name = "watch.py warm-up (not counted)" if step in warm_up else "watch.py"
@@ -480,10 +534,18 @@ def table(results):
                  (f"{kept_up:g}/s asked" if kept_up else "no rate: it folded at the first")
                  + (f"; first misses at {missed:g}/s" if missed else
                     f": it missed nothing up to the writer's limit, {fastest:g} writes/s")))
-    rows.append(("cold start (median wall)",
-                 f"get.py {f['cold_start']['get_py_s']} s, zkCli.sh ls "
-                 f"{f['cold_start']['zkcli_ls_s']} s, python3 -c pass "
-                 f"{f['cold_start']['python_floor_s']} s"))
+    return rows
+
+
+def cold_start_table(f):
+    return [("cold start (median wall)",
+             f"get.py {f['cold_start']['get_py_s']} s, zkCli.sh ls "
+             f"{f['cold_start']['zkcli_ls_s']} s, python3 -c pass "
+             f"{f['cold_start']['python_floor_s']} s")]
+
+
+def scale_table(f):
+    rows = []
     for children, row in f["scale"].items():
         name = f"{int(children):,} children"
         if "get_py_error" in row:
@@ -493,13 +555,22 @@ def table(results):
                      f"start {row['watch_py_start_s']} s / {row['watch_py_peak_mb']} MB, "
                      f"create.py {row['create_py_peak_mb']} MB; zkCli.sh ls: "
                      f"{row.get('zkcli_ls', 'not tried')}"))
+    return rows
+
+
+def workers_table(f):
     w = f["workers"]
-    rows.append((f"create-start.py {w['workers']}",
-                 f"{w['per_worker_mb']} MB per worker ({w['processes_per_worker']} processes: "
-                 f"a shell loop and create.py), {w['total_mb']} MB in all"))
-    rows += lab_table(results.get("lab", {"not_measured": "not run"}))
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+    return [(f"create-start.py {w['workers']}",
+             f"{w['per_worker_mb']} MB per worker ({w['processes_per_worker']} processes: "
+             f"a shell loop and create.py), {w['total_mb']} MB in all")]
+
+
+def reconnect_table(f):
+    return [(f"back in the session after {row['outage_s']:g} s without a quorum",
+             ", ".join(f"{name} {row[name]}" for name in ("create.py", "watch.py"))
+             + f" after `local-cluster.py start` brought the quorum back "
+            f"({row['session_timeout_s']:g} s sessions)")
+            for row in f["reconnect"]]
 
 
 def lab_table(lab):
@@ -526,30 +597,46 @@ def main():
     ensemble.state_dir = os.path.join(REPO, ".zkdemo", "bench")
     ensemble.wipe()
     ensemble.up()
-    results = {"machine": machine()}
+    results = {"machine": machine(), "failed": {}}
+
+    def measure(key, step, into=None):
+        """Run one step; a failure is recorded (table and JSON), not raised."""
+        started = time.monotonic()
+        try:
+            value = step()
+        except Exception as e:   # noqa: BLE001 - any failure of a step is reported
+            reason = (f"{type(e).__name__}: {e}".splitlines() or [type(e).__name__])[0]
+            results["failed"][key] = reason
+            print(f"bench: {key} FAILED: {reason}", file=sys.stderr)
+            return
+        if into is None:
+            results[key] = value
+        else:
+            results.update(value)
+        print(f"bench: {key} done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+
     try:
         ensemble.wait_serving()
         hosts = ensemble.hosts
         zk = kazoo_client(hosts)
         zk.ensure_path("/zkdemo")
         deleter = kazoo_client(f"{IPS[0]}:2181")
-        results.update(failover_side_by_side(hosts, zk, deleter, f"{IPS[1]}:2181"))
-        results.update(failover_scaling(hosts, zk))
-        steps = [("crash_failover", lambda: crash_row(hosts, zk)),
-                 ("watch", lambda: watch_ramp(hosts, zk)),
-                 ("cold_start", lambda: cold_start(hosts)),
-                 ("scale", lambda: scaling(hosts, zk)),
-                 ("workers", lambda: worker_memory(hosts))]
-        for key, step in steps:
-            started = time.monotonic()
-            results[key] = step()
-            print(f"bench: {key} done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        measure("failover", lambda: failover_side_by_side(hosts, zk, deleter, f"{IPS[1]}:2181"),
+                into=results)
+        measure("failover_scaling", lambda: failover_scaling(hosts, zk), into=results)
+        measure("crash_failover", lambda: crash_row(hosts, zk))
+        measure("watch", lambda: watch_ramp(hosts, zk))
+        measure("cold_start", lambda: cold_start(hosts))
+        measure("scale", lambda: scaling(hosts, zk))
+        measure("workers", lambda: worker_memory(hosts))
+        measure("reconnect", lambda: reconnect_rows(ensemble))   # last: it kills servers
         zk.stop()
     finally:
+        left = stop_leftovers()
+        if left:
+            print(f"bench: stopped {left} processes that a failed step left", file=sys.stderr)
         ensemble.down()
-    started = time.monotonic()
-    results["lab"] = lab_rows()
-    print(f"bench: lab done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    measure("lab", lab_rows)
     path = os.environ.get("BENCH_JSON") or os.path.join(REPO, ".zkdemo", "bench.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
@@ -557,6 +644,44 @@ def main():
     print(f"machine: {results['machine']}")
     print(table(results))
     print(f"JSON: {path}")
+    return 1 if results["failed"] else 0
+
+
+def reconnect_rows(ensemble, outages=(5, 30, 60)):
+    """Two of three servers killed for each outage, then started again: how
+    long after the quorum is back create.py and watch.py are in their own
+    sessions again (the scripts try about once a second, however long the
+    outage was)."""
+    rows = []
+    for outage in outages:
+        processes = [Proc(script_command("create.py", "3600", "--hosts", ensemble.hosts)),
+                     Proc(script_command("watch.py", "--hosts", ensemble.hosts))]
+        try:
+            elector, watch = processes
+            wait_for(lambda: elector.leading(), 30, "a leader")
+            wait_for(lambda: watch.said(f"watching {'/zkdemo'}; Ctrl-C to stop"), 30, "watch.py")
+            pids = ensemble.pids()
+            for name in ("zoo1", "zoo2"):
+                os.kill(pids[name], signal.SIGKILL)
+            time.sleep(outage)   # the outage itself: what is measured comes after it
+            marks = [len(p.lines) for p in processes]
+            ensemble.run("start", "1")   # returns once it serves: a quorum again
+            quorum = time.time()
+            ensemble.run("start", "2")
+            # The scripts ask for 10 s; the servers grant at most 20 ticks.
+            row = {"outage_s": outage, "session_timeout_s": min(10.0, 20 * TICK_MS / 1000)}
+            for name, process, mark in zip(("create.py", "watch.py"), processes, marks):
+                line = wait_for(lambda: next((m for m in process.lines[mark:]
+                                              if "reconnected" in m), None), 120,
+                                f"{name} to reconnect")
+                back = round(stamp(line).timestamp() - quorum, 2)
+                row[name] = (f"{back} s" if message(line) == "reconnected (same session)"
+                             else f"{back} s, but in a NEW session (its session expired)")
+            rows.append(row)
+            print(f"bench: reconnect after {outage} s: {row}", file=sys.stderr)
+        finally:
+            stop_all(processes)
+    return rows
 
 
 def crash_row(hosts, zk, changes=5):
@@ -567,4 +692,4 @@ def crash_row(hosts, zk, changes=5):
 
 if __name__ == "__main__":
     shutil.which("java") or sys.exit("bench: java not found; run `make setup`")
-    main()
+    sys.exit(main())
