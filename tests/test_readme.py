@@ -22,16 +22,19 @@ addresses: tests/test_lab.py runs them inside the lab's machines), and
 `make test` (this is it).
 """
 
+import datetime
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import REPO, STATE_ROOT, TIMESTAMP
+from conftest import REPO, STATE_ROOT, TIMESTAMP, OutputProcess
+from election_checker import stamp
 
 README = os.path.join(REPO, "README.md")
 DEMO_IPS = ["127.0.10.101", "127.0.10.102", "127.0.10.103"]
@@ -186,3 +189,76 @@ def test_the_readme_shows_each_script_and_the_vm_commands():
         if script.endswith(".py") and script != "zkdemo.py":
             assert f"scripts/{script}" in text, f"the README never runs {script}"
     assert "vagrant up zoo1 zoo2 zoo3" in text and "/vagrant/scripts/" in text
+
+
+# --- the stale read, in the lab ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lab_machines():
+    from test_lab import lab_up   # here, not above: test_lab imports this module
+    yield from lab_up()
+
+
+def reads(lines):
+    """get.py --every's output as (time, listing): each read starts with a
+    line about /zkdemo itself and lists its znodes after it."""
+    found = []
+    for line in lines:
+        if not re.match(TIMESTAMP, line):
+            continue
+        text = line.split(" ", 2)[2]
+        if text.startswith("/zkdemo has ") or text.startswith("/zkdemo does not exist"):
+            found.append((stamp(line), []))
+        elif text.startswith("/zkdemo/") and found:
+            found[-1][1].append(text.split()[0])
+    return found
+
+
+def test_the_readmes_stale_read_happens_in_the_lab(lab_machines):
+    """The README's stale-read block, run as printed: a plain reader on a
+    cut-off follower shows a state the majority has moved past, and a --sync
+    reader never does (it waits, then loses the connection)."""
+    from test_lab import ENV, LAB_PY, lab, zk_leader
+    text = open(README).read()
+    section = text[text.index("#### A stale read, seen for real"):]
+    body, expected = re.search(r"```sh\n(.*?)```\n\s*```text\n(.*?)```\n", section, re.S).groups()
+    if zk_leader() == "zoo1":   # the README asks for a follower: move leadership away
+        lab("halt", "zoo1")
+        lab("up", "zoo1")
+    assert zk_leader() != "zoo1"
+    readers, output = [], ""
+    try:
+        for line in body.splitlines():
+            command, _, comment = line.partition("  #")
+            words = command.split()
+            assert words[:2] == ["python3", "provision/lab.py"], line
+            argv = [sys.executable, LAB_PY, *words[2:]]
+            if "terminal" in comment:
+                reader = OutputProcess(argv, env=ENV)
+                readers.append(reader)
+                reader.wait_for(lambda m: m.startswith("/zkdemo "), 60, what="a first read")
+                continue
+            result = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=120,
+                                    stdin=subprocess.DEVNULL)
+            assert result.returncode == 0, result.stdout + result.stderr
+            output += result.stdout + result.stderr
+            if words[2] == "partition":
+                cut = datetime.datetime.now()
+            if "scripts/create.py" in command:
+                made = re.search(r"^(\S+ \S+) created (/zkdemo/node-\d+)$", result.stdout, re.M)
+                written, path = stamp(made.group(0)), made.group(2)
+        assert not missing(expected.splitlines(), output), output
+        plain, synced = readers
+        for reader in readers:   # both back after the heal, in whatever session
+            reader.wait_for(lambda m: m.startswith("reconnected"), 60, what="a reconnect")
+    finally:
+        for reader in readers:
+            reader.stop(signal.SIGINT)
+        lab("heal", check=False)
+    stale = [t for t, listing in reads(plain.lines) if t > written and path not in listing]
+    assert stale, f"no stale read after {path} was written:\n" + "\n".join(plain.lines)
+    assert not [t for t, listing in reads(synced.lines) if t > written and path not in listing], \
+        "\n".join(synced.lines)
+    assert any("no answer: the connection went" in line and stamp(line) > cut
+               for line in synced.lines), "\n".join(synced.lines)
+    assert not any("Traceback" in line for line in plain.lines + synced.lines)
