@@ -68,19 +68,11 @@ def popen(command, stderr=subprocess.DEVNULL):
 
 
 def stop_leftovers():
-    """SIGTERM to whatever the bench started and is still running, SIGKILL
-    after 15 s; returns how many there were."""
+    """Stop whatever the bench started and is still running; returns how many."""
     left = [process for process in STARTED if process.poll() is None]
-    for process in left:
-        process.terminate()
-    deadline = time.monotonic() + 15
-    for process in left:
-        try:
-            process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_all(left)
     return len(left)
+
 
 def wait_for(condition, timeout, what):
     return wait_until(condition, timeout, interval=0.005, what=what)

@@ -287,20 +287,24 @@ class OutputProcess:
 
 
 def stop_all(processes, sig=signal.SIGTERM, grace=15.0):
-    """Stop every one of `processes`, whatever happens: `sig` to all at once,
-    then SIGKILL to any still running after `grace` seconds. Never raises for
-    a slow process, so that a `finally` using it leaves nothing behind."""
-    for process in processes:
-        if process.proc.poll() is None:
-            process.proc.send_signal(sig)
+    """Stop every one of `processes` (Popen or OutputProcess), whatever
+    happens: `sig` to all at once, then SIGKILL to any still running after
+    `grace` seconds. Never raises for a slow process, so that a `finally`
+    using it leaves nothing behind."""
+    popens = [getattr(process, "proc", process) for process in processes]
+    for popen in popens:
+        if popen.poll() is None:
+            popen.send_signal(sig)
     deadline = time.monotonic() + grace
-    for process in processes:
+    for popen in popens:
         try:
-            process.proc.wait(max(0.0, deadline - time.monotonic()))
+            popen.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            process.proc.kill()
-            process.proc.wait()
-        process._reader.join(5)
+            popen.kill()
+            popen.wait()
+    for process in processes:
+        if isinstance(process, OutputProcess):
+            process._reader.join(5)
 
 
 class ScriptProcess(OutputProcess):
