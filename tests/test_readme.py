@@ -16,6 +16,10 @@ until the end, and its output is checked against its block then. A read-only
 command (get.py, status.py) is retried, within a deadline, until the state it
 shows has settled, as a reader would run it again.
 
+The Exercises section asks the reader to fill in what they saw (the leader's
+znode, the leading server's number); test_the_exercises_show_what_they_say
+runs it, filling in the same from the output as a reader would.
+
 Left out, and why: blocks for the VMs and the lab (they mention vagrant,
 10.0.10.x or the lab; this machine's own namespace must never talk to those
 addresses: tests/test_lab.py runs them inside the lab's machines), and
@@ -33,7 +37,7 @@ import time
 
 import pytest
 
-from conftest import REPO, STATE_ROOT, TIMESTAMP, OutputProcess
+from conftest import REPO, STATE_ROOT, TIMESTAMP, OutputProcess, wait_until
 from election_checker import stamp
 
 README = os.path.join(REPO, "README.md")
@@ -56,6 +60,13 @@ def blocks(text):
         if commands:
             found.append((commands, expected.splitlines() if expected else None))
     return found
+
+
+def section(text, title):
+    """The README's `## title` section, up to the next `## ` heading."""
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else len(text)]
 
 
 def vm_command(command):
@@ -98,8 +109,10 @@ class Reader:
         self.background = []   # (command, process, output file, expected lines)
         self.tmp_path = tmp_path
 
-    def run(self, command, expected, before=""):
-        """Run one command; `before` is what the block's earlier commands printed."""
+    def run(self, command, expected, before="", last=True):
+        """Run one command; `before` is what the block's earlier commands
+        printed. Only the block's last command is run again until its output
+        settles: an earlier one shows the state before the later ones ran."""
         comment = command.partition("#")[2]
         command = localize(command.partition("  #")[0].strip())
         if command.startswith("export "):
@@ -127,7 +140,8 @@ class Reader:
             ok = (result.returncode != 0) == should_fail
             settled = ok and not (expected and missing(expected, before + output)) and \
                 "Traceback" not in output
-            if settled or not any(r in command for r in READ_ONLY) or time.monotonic() > deadline:
+            if settled or not last or not any(r in command for r in READ_ONLY) \
+                    or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         assert ok, f"`{command}` exited {result.returncode}:\n{output}"
@@ -170,12 +184,13 @@ def reader(tmp_path):
 
 
 def test_every_loopback_command_in_the_readme_works(reader):
-    steps = blocks(open(README).read())
+    text = open(README).read()
+    steps = blocks(text.replace(section(text, "Exercises"), "\n"))
     assert len(steps) > 15, "the README's commands were not found"
     for commands, expected in steps:
         output = ""
-        for command in commands:
-            output += reader.run(command, expected, output)
+        for number, command in enumerate(commands):
+            output += reader.run(command, expected, output, last=number == len(commands) - 1)
         background = any("in a second terminal" in c for c in commands)
         if expected and not background:
             assert not missing(expected, output), (
@@ -189,6 +204,145 @@ def test_the_readme_shows_each_script_and_the_vm_commands():
         if script.endswith(".py") and script != "zkdemo.py":
             assert f"scripts/{script}" in text, f"the README never runs {script}"
     assert "vagrant up zoo1 zoo2 zoo3" in text and "/vagrant/scripts/" in text
+
+
+# --- the exercises ---------------------------------------------------------------------
+
+def exercise_steps(text):
+    """The Exercises section in order: ("sh", commands) and ("text", lines,
+    whether the prose before it says the lines appear in watch.py's terminal)."""
+    part, steps, end = section(text, "Exercises"), [], 0
+    for match in re.finditer(r"```(sh|text)\n(.*?)```\n", part, re.S):
+        lines = [line for line in match.group(2).splitlines() if line.strip()]
+        if match.group(1) == "sh":
+            steps.append(("sh", lines))
+        else:
+            steps.append(("text", lines, "watch.py's terminal" in part[end:match.start()]))
+        end = match.end()
+    return steps
+
+
+def fill_in(command, transcript, reader):
+    """What a reader types in place of the README's example values: the
+    znode get.py last marked leader, the number of the server status.py last
+    said leads, and their own folder of worker logs."""
+    command = command.replace("/tmp/zkdemo-$(id -u)", reader.env["ZKDEMO_RUN_DIR"])
+    if "/zkdemo/node-0000000101" in command:
+        leader = re.findall(r"(/zkdemo/node-\d+) .*\bleader$", transcript, re.M)
+        assert leader, f"get.py marked no leader:\n{transcript}"
+        command = command.replace("/zkdemo/node-0000000101", leader[-1])
+    if m := re.search(r"local-cluster\.py (kill|start) 3\b", command):
+        if m.group(1) == "kill":
+            leads = re.findall(r"quorum: (\S+):2181 leads", transcript)
+            assert leads, f"status.py named no leader:\n{transcript}"
+            reader.server = str(TEST_IPS.index(leads[-1]) + 1)
+        command = command.replace(m.group(0), f"local-cluster.py {m.group(1)} {reader.server}")
+    return command
+
+
+def test_the_exercises_show_what_they_say(reader):
+    """Each exercise, typed as a reader types it, shows what the README says
+    it shows: in watch.py's terminal, or in what its commands print."""
+    steps = exercise_steps(open(README).read())
+    assert [kind for kind, *_ in steps].count("sh") >= 5, "the exercises were not found"
+    reader.run("python3 provision/local-cluster.py up", None)
+    reader.run("export ZKDEMO_HOSTS=" + ",".join(f"{ip}:2181" for ip in DEMO_IPS), None)
+    reader.run(". .venv/bin/activate", None)
+    reader.run("/usr/share/zookeeper/bin/zkCli.sh -server 127.0.10.101:2181 create /zkdemo", None)
+    watch = OutputProcess([os.path.join(REPO, ".venv/bin/python"),
+                           os.path.join(REPO, "scripts/watch.py")], env=reader.env)
+    transcript, reader.server = "", None
+    try:
+        watch.wait_for(lambda m: m.startswith("watching /zkdemo"), 30, what="watch.py to start")
+        for number, step in enumerate(steps):
+            if step[0] == "text":
+                continue
+            following = steps[number + 1] if number + 1 < len(steps) else ("sh", [])
+            expected = following[1] if following[0] == "text" and not following[2] else None
+            watched = following[1] if following[0] == "text" and following[2] else None
+            if any("zkCli.sh" in c and " delete " in c for c in step[1]):
+                # The leader may leave on its own first (the README says so):
+                # the reader lists again and deletes the new leader's znode.
+                def deleted():
+                    nonlocal transcript
+                    transcript += reader.run("python3 scripts/get.py", None)
+                    commands = [localize(fill_in(c.partition("  #")[0], transcript, reader))
+                                for c in step[1]]
+                    result = subprocess.run(["bash", "-c", "\n".join(commands)], cwd=REPO,
+                                            env=reader.env, capture_output=True, text=True,
+                                            timeout=120, stdin=subprocess.DEVNULL)
+                    return not missing(expected, result.stdout) and result.stdout
+                transcript += wait_until(deleted, 90, interval=0.5, what="the leader's znode deleted")
+            else:
+                output = ""
+                for n, command in enumerate(step[1]):
+                    output += reader.run(fill_in(command, transcript + output, reader),
+                                         expected, output, last=n == len(step[1]) - 1)
+                transcript += output
+                assert not (expected and missing(expected, output)), (
+                    f"{step[1]} never printed {missing(expected, output)}:\n{output}")
+            if watched:
+                try:
+                    wait_until(lambda: not missing(watched, "\n".join(watch.lines)), 30)
+                except AssertionError:
+                    raise AssertionError(f"watch.py never printed {watched}:\n"
+                                         + "\n".join(watch.lines)) from None
+        assert reader.server, "exercise 3 killed no server"
+    finally:
+        code = watch.stop(signal.SIGINT)
+    assert code == 130, "\n".join(watch.lines) + watch.stderr
+    assert "Traceback" not in "\n".join(watch.lines) + watch.stderr
+
+
+# --- the README's links and picture ---------------------------------------------------
+
+def anchor(heading):
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_in_the_readme_and_docs_leads_somewhere():
+    pages = [README] + [os.path.join(REPO, "docs", name)
+                        for name in os.listdir(os.path.join(REPO, "docs")) if name.endswith(".md")]
+    for page in pages:
+        text = open(page).read()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith("http"):
+                continue
+            path, _, fragment = target.partition("#")
+            file = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            assert os.path.exists(file), f"{os.path.relpath(page, REPO)} links to {target}: no such file"
+            if fragment:
+                headings = re.findall(r"^#+ (.*)$", open(file).read(), re.M)
+                assert fragment in {anchor(h) for h in headings}, (
+                    f"{os.path.relpath(page, REPO)} links to {target}: no such heading")
+
+
+def test_the_docs_name_every_test_file():
+    tests = open(os.path.join(REPO, "docs", "tests.md")).read()
+    for name in os.listdir(os.path.join(REPO, "tests")):
+        if name.startswith("test_") and name.endswith(".py"):
+            assert f"`{name}`" in tests, f"docs/tests.md never mentions {name}"
+
+
+def test_the_picture_shows_the_ensemble_as_configured():
+    """docs/ensemble.svg names each server with its myid and both its
+    addresses, as config/nodes, config/zoo.cfg and the loopback ensemble have them."""
+    picture = open(os.path.join(REPO, "docs", "ensemble.svg")).read()
+    drawn = re.findall(r'data-server="([^"]*)"', picture)
+    config = open(os.path.join(REPO, "config", "zoo.cfg")).read()
+    servers = []
+    for line in open(os.path.join(REPO, "config", "nodes")):
+        if line.strip() and not line.startswith("#"):
+            name, myid = line.split()
+            address = re.search(rf"^server\.{myid}=([\d.]+):", config, re.M).group(1)
+            servers.append(f"{name} {myid} {DEMO_IPS[int(myid) - 1]} {address}")
+    assert drawn == servers
+    for server in servers:
+        name, myid, loopback, address = server.split()
+        assert f">{name} <" in picture and f"myid {myid}<" in picture
+        assert f">{loopback}:2181<" in picture and f"VM or lab: {address}<" in picture
+    assert "docs/ensemble.svg" in open(README).read()
 
 
 # --- the stale read, in the lab ------------------------------------------------------
@@ -220,7 +374,7 @@ def test_the_readmes_stale_read_happens_in_the_lab(lab_machines):
     reader never does (it waits, then loses the connection)."""
     from test_lab import ENV, LAB_PY, lab, zk_leader
     text = open(README).read()
-    section = text[text.index("#### A stale read, seen for real"):]
+    section = text[text.index("### A stale read, seen for real"):]
     body, expected = re.search(r"```sh\n(.*?)```\n\s*```text\n(.*?)```\n", section, re.S).groups()
     if zk_leader() == "zoo1":   # the README asks for a follower: move leadership away
         lab("halt", "zoo1")
