@@ -123,7 +123,7 @@ fi
 
 # 4. Restart ZooKeeper when something changed or it is not running.
 port=$(sed -n 's/^clientPort=//p' "$conf/zoo.cfg")
-srvr() { python3 - "${client_address:-127.0.0.1}" "$port" <<'EOF'
+srvr() { python3 - "${1:-${client_address:-127.0.0.1}}" "$port" <<'EOF'
 import socket, sys
 try:
     with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2) as s:
@@ -147,14 +147,33 @@ else
     say "configuration unchanged; ZooKeeper left running"
 fi
 
-# 5. Wait for it to answer, and say what it is.
+# 5. Wait for it to answer, and say what it is. When a majority of the
+# ensemble's servers answer (the last machine of three to come up), a quorum
+# can form: wait for it to serve, so that the last line tells the truth.
+answering() {
+    local count=0 address
+    for address in "${addresses[@]}"; do
+        if [ "$address" = "${addresses[$((myid - 1))]}" ] || srvr "$address" >/dev/null; then
+            count=$((count + 1))
+        fi
+    done
+    [ $((count * 2)) -gt "${#addresses[@]}" ]
+}
+answered=0
 for _ in $(seq 1 60); do
     if answer=$(srvr) && [ -n "$answer" ]; then
+        answered=1
         mode=$(sed -n 's/^Mode: //p' <<<"$answer")
-        say "ZooKeeper answers on port $port: ${mode:-not serving yet (waiting for a quorum of its peers)}"
-        exit 0
+        if [ -n "$mode" ] || ! answering; then
+            say "ZooKeeper answers on port $port: ${mode:-not serving yet (waiting for a quorum of its peers)}"
+            exit 0
+        fi
     fi
     sleep 1
 done
+if [ "$answered" = 1 ]; then
+    say "ZooKeeper answers on port $port: not serving yet (a majority answers, but no quorum formed within 60 s; see /var/log/zookeeper/zookeeper.log)"
+    exit 0
+fi
 echo "zoo$myid: ZooKeeper did not answer within 60 s; see /var/log/zookeeper/zookeeper.log" >&2
 exit 1
