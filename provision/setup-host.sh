@@ -3,11 +3,15 @@
 #
 #   setup-host.sh                 ZooKeeper (Debian's zookeeper package, with a
 #                                 JRE) and python3-venv; fails if it cannot
-#   setup-host.sh --test-tools    also shellcheck, vagrant, debootstrap and
-#                                 nftables for the test suite; a test that needs
-#                                 a tool that could not be installed fails under
-#                                 CI=true (and is skipped elsewhere)
+#   setup-host.sh --test-tools    also shellcheck, debootstrap, nftables and
+#                                 what --vm installs, for the test suite; a test
+#                                 that needs a tool that could not be installed
+#                                 fails under CI=true (and is skipped elsewhere)
 #   setup-host.sh --lab           also debootstrap and nftables, for provision/lab.py
+#   setup-host.sh --vm            also vagrant with vagrant-libvirt, libvirt, qemu,
+#                                 dnsmasq and rsync, for provision/vm.py (which
+#                                 runs a libvirtd of its own in a namespace of
+#                                 its own, never this machine's)
 #
 # Uses sudo when not root. Set ZOOKEEPER_HOME to use an Apache release instead.
 set -euo pipefail
@@ -19,14 +23,21 @@ fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || required+=(python3-venv)
 optional=()
 case "${1:-}" in
-    --test-tools) tools=(shellcheck vagrant debootstrap nft) ;;
+    --test-tools) tools=(shellcheck vagrant debootstrap nft libvirtd qemu-system-x86_64 qemu-img dnsmasq rsync) ;;
     --lab) tools=(debootstrap nft) ;;
+    --vm) tools=(vagrant debootstrap libvirtd qemu-system-x86_64 qemu-img dnsmasq rsync) ;;
     *) tools=() ;;
 esac
 for tool in "${tools[@]}"; do
-    if ! command -v "$tool" >/dev/null; then
-        package=$tool
-        [ "$tool" = nft ] && package=nftables
+    if ! PATH=$PATH:/usr/sbin:/sbin command -v "$tool" >/dev/null; then
+        case $tool in
+            nft) package=nftables ;;
+            libvirtd) package=libvirt-daemon-system ;;
+            qemu-system-x86_64) package=qemu-system-x86 ;;
+            qemu-img) package=qemu-utils ;;
+            dnsmasq) package=dnsmasq-base ;;
+            *) package=$tool ;;
+        esac
         optional+=("$package")
     fi
 done

@@ -196,6 +196,8 @@ def vm_steps(text):
             continue
         if any(" terminal" in line.partition("  #")[2] for line in lines):
             continue   # readers left running beside the steps: test_readme.py runs that block
+        if any("provision/vm.py" in line for line in lines):
+            continue   # the real VMs: tests/test_vms.py runs that block
         session, commands = None, []
         for line in lines:
             command, _, comment = line.partition("  #")
