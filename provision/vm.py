@@ -216,11 +216,14 @@ def inside(*command):
 
 
 def pid_alive(path):
+    """The pid in a pid file, if that process runs (a zombie, killed but not
+    yet reaped, does not)."""
     try:
         pid = int(open(path).read())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
+        with open(f"/proc/{pid}/status") as f:
+            state = next(line for line in f if line.startswith("State:"))
+        return None if state.split()[1] in ("Z", "X") else pid
+    except (OSError, ValueError, StopIteration):
         return None
 
 
@@ -300,9 +303,13 @@ def vagrant_env():
     return dict(os.environ, **VAGRANT_ENV)
 
 
-def vagrant_run(*args, timeout=120, cwd=None):
-    return run(*inside("sh", "-c", 'cd "$1" && shift && exec vagrant "$@"', "sh",
-                       cwd or os.getcwd(), *args), timeout=timeout, env=vagrant_env())
+def vagrant_command(*args):
+    """`vagrant ARGS` in the namespace, in the current folder."""
+    return inside("sh", "-c", 'cd "$1" && shift && exec vagrant "$@"', "sh", os.getcwd(), *args)
+
+
+def vagrant_run(*args, timeout=120, check=True):
+    return run(*vagrant_command(*args), timeout=timeout, env=vagrant_env(), check=check)
 
 
 def cmd_vagrant(args):
@@ -313,10 +320,8 @@ def cmd_vagrant(args):
         raise lab.UsageError(f"no Vagrantfile in {os.getcwd()}: run vm.py from the project's folder")
     # Vagrant's own output, live; its progress bars (a line redrawn
     # thousands of times) reach a terminal only.
-    command = inside("sh", "-c", 'cd "$1" && shift && exec vagrant "$@"', "sh",
-                     os.getcwd(), *args.args)
     try:
-        return subprocess.run(command, env=vagrant_env()).returncode
+        return subprocess.run(vagrant_command(*args.args), env=vagrant_env()).returncode
     except KeyboardInterrupt:
         return 130
 
@@ -353,7 +358,9 @@ def remove():
 def cmd_down(args):
     if running() and os.path.exists(os.path.join(os.getcwd(), ".vagrant")):
         say("vagrant destroy -f")
-        vagrant_run("destroy", "-f", timeout=300)
+        destroyed = vagrant_run("destroy", "-f", timeout=300, check=False)
+        if destroyed.returncode != 0:
+            say("vagrant destroy failed; removing the namespace and everything in it anyway")
     if not os.path.exists(STATE) and not os.path.exists(f"/run/netns/{NAME}"):
         say(f"{NAME} is not up: nothing to take down")
         return 0

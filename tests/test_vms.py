@@ -227,3 +227,20 @@ def test_destroy_leaves_nothing(vms):
     vm("down", project=project)
     assert leftovers() == []
     assert host_view() == []
+
+
+def test_down_finds_what_a_crashed_run_left(vms):
+    """libvirtd and everything in the namespace killed at once, as when the
+    machine running them crashes: `vm.py down` finds the rest by name."""
+    project = vms["project"]
+    vagrant(project, "status")   # libvirtd running again, with no VM
+    pids = subprocess.run(["ip", "netns", "pids", NAME], capture_output=True,
+                          text=True).stdout.split()
+    assert pids, "nothing runs in the namespace"
+    for pid in pids:
+        os.kill(int(pid), 9)
+    assert vm("status", project=project, check=False).returncode == 1
+    assert leftovers() != []
+    vm("down", project=project)
+    assert leftovers() == []
+    assert host_view() == []
