@@ -26,7 +26,8 @@ mount namespace of their own where /etc/libvirt, /var/lib/libvirt,
 libvirtd of this machine's is neither seen nor disturbed, and the VMs'
 networks (vagrant-libvirt's 192.168.121.0/24 and the Vagrantfile's
 10.0.10.0/24) exist only in there. `down`, or the next run after a crash,
-finds what was left by these names.
+finds what was left by these names. Ctrl-C during `vm.py vagrant up` reaches
+vagrant, which removes the VM it had half made; vm.py waits for it.
 
 Where /dev/kvm works the VMs use it; where it does not (no /dev/kvm, or a
 kvm_pvm host, under which a Linux guest does not boot) they run under TCG,
@@ -320,10 +321,14 @@ def cmd_vagrant(args):
         raise lab.UsageError(f"no Vagrantfile in {os.getcwd()}: run vm.py from the project's folder")
     # Vagrant's own output, live; its progress bars (a line redrawn
     # thousands of times) reach a terminal only.
-    try:
-        return subprocess.run(vagrant_command(*args.args), env=vagrant_env()).returncode
-    except KeyboardInterrupt:
-        return 130
+    process = subprocess.Popen(vagrant_command(*args.args), env=vagrant_env())
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            # Vagrant had the Ctrl-C too, and removes what it had half made:
+            # let it finish (subprocess.run would kill it here).
+            continue
 
 
 def cmd_status(args):

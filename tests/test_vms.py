@@ -10,8 +10,10 @@ learner's .vagrant/ is never touched. Under CI=true a missing tool fails the
 test, naming it.
 """
 
+import glob
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -94,6 +96,8 @@ def vms(tmp_path_factory):
     started = time.monotonic()
     box = vm("box", timeout=1200)
     box_took = time.monotonic() - started
+    user_boxes = boxes_of_this_machine()
+    interrupted_up(project)
     started = time.monotonic()
     up = vagrant(project, "up", "zoo1", "zoo2", "zoo3", check=False, timeout=1200)
     took = time.monotonic() - started
@@ -104,6 +108,37 @@ def vms(tmp_path_factory):
         yield {"project": project, "up": up.stdout}
     finally:
         vm("down", project=project, check=False, timeout=600)
+    # The box went to vm.py's own VAGRANT_HOME: a learner's boxes are as they were.
+    assert boxes_of_this_machine() == user_boxes
+
+
+def boxes_of_this_machine():
+    home = os.environ.get("VAGRANT_HOME") or os.path.expanduser("~/.vagrant.d")
+    return sorted(glob.glob(os.path.join(home, "boxes", "**"), recursive=True))
+
+
+def interrupted_up(project):
+    """Ctrl-C while `vagrant up` boots a VM: vagrant removes what it had half
+    made, and `vm.py down` leaves nothing for the next run."""
+    process = subprocess.Popen([sys.executable, VM_PY, "vagrant", "up", "zoo1"], cwd=project,
+                               env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, stdin=subprocess.DEVNULL, start_new_session=True)
+    said = []
+    try:
+        for line in process.stdout:
+            said.append(line)
+            if "Waiting for domain to get an IP address" in line:
+                os.killpg(process.pid, signal.SIGINT)   # what Ctrl-C sends the terminal's group
+                break
+        said.append(process.communicate(timeout=300)[0])
+        assert process.returncode != 0, "".join(said)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert any("Waiting for domain" in line for line in said), "".join(said)
+    vm("down", project=project, timeout=600)
+    assert leftovers() == [] and host_view() == []
 
 
 def test_the_vms_boot_offline_and_serve(vms):
