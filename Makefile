@@ -3,7 +3,8 @@
 #   make demo    the loopback ensemble at 127.0.10.101-103, then a short tour
 #                ($ZKDEMO_IPS and $ZKDEMO_STATE_DIR put it elsewhere)
 #   make test    the test suite, against ensembles of its own
-#   make bench   failover, watch latency, cold start and scale, on an ensemble of its own
+#   make bench   failover, watch latency, cold start and scale, on an ensemble of its own;
+#                as root, also the lab's and the VMs' memory and timings
 #   make down    stop the loopback ensemble
 #   make lab     zoo1-zoo3 as namespace machines at 10.0.10.101-103 (root; provision/lab.py)
 #   make lab-down  remove the lab and everything it made

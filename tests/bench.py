@@ -26,6 +26,7 @@ from conftest import (LocalEnsemble, OutputProcess, REPO, kazoo_client,  # noqa:
                       TICK_MS, script_command, stop_all, wait_until)
 from election_checker import check, leading, message, stamp  # noqa: E402
 from bench_lab import lab_rows  # noqa: E402
+from bench_vms import vm_rows  # noqa: E402
 
 IPS = ["127.0.80.101", "127.0.80.102", "127.0.80.103"]
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
@@ -473,7 +474,8 @@ def table(results):
                        ("crash_failover", crash_table), ("watch", watch_table),
                        ("cold_start", cold_start_table), ("scale", scale_table),
                        ("workers", workers_table), ("reconnect", reconnect_table),
-                       ("lab", lambda f: lab_table(f.get("lab", {"not_measured": "not run"})))):
+                       ("lab", lambda f: lab_table(f.get("lab", {"not_measured": "not run"}))),
+                       ("vms", lambda f: vms_table(f.get("vms", {"not_measured": "not run"})))):
         if key in failed:
             rows.append((key.replace("_", " "), f"FAILED: {failed[key]}"))
         else:
@@ -583,6 +585,19 @@ def lab_table(lab):
     return rows
 
 
+def vms_table(vms):
+    if "not_measured" in vms:
+        return [("VMs (provision/vm.py)", vms["not_measured"])]
+    m = vms["memory_256"]
+    return [("vm.py vagrant up zoo1 zoo2 zoo3", f"{vms['up_s']} s, the three in parallel"),
+            ("VM of 256 MB (zoo1, /proc/meminfo)",
+             f"the system sees {m['system_sees_mb']} MB; Debian and ZooKeeper "
+             f"{m['zookeeper_and_system_mb']} MB, zkCli.sh +{m['zkcli_adds_mb']}, watch.py "
+             f"+{m['watch_py_adds_mb']}, each worker +{m['worker_adds_mb']}; "
+             f"{m['workers_that_fit']} workers fit (ended by {m['ended_by']}, "
+             f"{m['oom_kills']} OOM kills)")]
+
+
 def main():
     logging.getLogger("kazoo").setLevel(logging.CRITICAL + 1)
     ensemble = LocalEnsemble("bench", IPS)
@@ -629,6 +644,7 @@ def main():
             print(f"bench: stopped {left} processes that a failed step left", file=sys.stderr)
         ensemble.down()
     measure("lab", lab_rows)
+    measure("vms", vm_rows)
     path = os.environ.get("BENCH_JSON") or os.path.join(REPO, ".zkdemo", "bench.json")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
