@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from conftest import (LocalEnsemble, OutputProcess, REPO, kazoo_client,  # noqa: E402
                       TICK_MS, script_command, stop_all, wait_until)
-from election_checker import check, leading, message, stamp  # noqa: E402
+from history import check, leading, message, stamp  # noqa: E402
 from bench_lab import lab_rows  # noqa: E402
 from bench_vms import vm_rows  # noqa: E402
 

@@ -20,7 +20,7 @@ import sys
 import time
 
 from conftest import REPO, wait_until
-from election_checker import leading, message, stamp
+from history import leading, message, stamp
 from test_lab import ENV, MACHINES, OnMachine, lab, srvr, ssh, what_is_missing, zk_leader
 
 sys.path.insert(0, os.path.join(REPO, "provision"))

@@ -23,6 +23,8 @@ import time
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# provision/history.py (the checkers) and provision/timeline.py are imported by the tests.
+sys.path.insert(0, os.path.join(REPO, "provision"))
 CLUSTER = os.path.join(REPO, "provision", "local-cluster.py")
 STATE_ROOT = os.path.join(REPO, ".zkdemo", "tests")
 TICK_MS = 200

@@ -23,7 +23,7 @@ import threading
 import pytest
 
 from conftest import TICK_MS, ScriptProcess, wait_until
-from election_checker import ElectionError, check, leading, stamp
+from history import ElectionError, check, leading, stamp
 
 SESSION_S = 2.0
 

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import REPO, OutputProcess, require, wait_until
-from election_checker import check, leading
+from history import check, leading
 from test_readme import missing, vm_command
 
 LAB_NAME = "zkdtest"

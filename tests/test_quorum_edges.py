@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import ScriptProcess, run_script, wait_until
-from election_checker import check
+from history import check
 from test_scripts import line_time
 
 SYNC_LIMIT = 5   # config/zoo.cfg

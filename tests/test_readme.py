@@ -38,7 +38,7 @@ import time
 import pytest
 
 from conftest import REPO, STATE_ROOT, TIMESTAMP, OutputProcess, wait_until
-from election_checker import stamp
+from history import stamp
 
 README = os.path.join(REPO, "README.md")
 DEMO_IPS = ["127.0.10.101", "127.0.10.102", "127.0.10.103"]

@@ -15,7 +15,7 @@ from kazoo.exceptions import ConnectionLoss, NodeExistsError, SessionExpiredErro
 from kazoo.security import OPEN_ACL_UNSAFE
 
 from conftest import TIMESTAMP, run_script, script_command, wait_until
-from election_checker import stamp
+from history import stamp
 
 SCRIPTS = ["watch.py", "create.py", "get.py", "create-start.py", "create-stop.py",
            "acl-lockdown.py", "create-with-acls.py"]
