@@ -58,6 +58,9 @@ MOUNT_NS = os.path.join(NS_DIR, "mnt")
 VAGRANT_HOME = os.path.join(STATE, "vagrant.d")
 BOX_CACHE = os.path.join(lab.CACHE, "vm")
 BOX_NAME = "debian/bookworm64"
+# Added through a metadata file with a version, so vagrant-libvirt tracks
+# the box by version, not by the file's timestamp.
+BOX_VERSION = "1.0.0"
 # Private to the namespace: each is a folder of the same name under STATE.
 PRIVATE = ["/etc/libvirt", "/var/lib/libvirt", "/var/log/libvirt", "/var/cache/libvirt", "/run"]
 # What the box adds to the lab's root: what a Debian Vagrant box has and the
@@ -296,8 +299,12 @@ def add_box():
         cmd_box(None)
     listed = vagrant_run("box", "list").stdout
     if BOX_NAME not in listed:
-        say(f"adding the box as {BOX_NAME} to vm.py's own VAGRANT_HOME")
-        vagrant_run("box", "add", "--name", BOX_NAME, box, timeout=600)
+        say(f"adding the box as {BOX_NAME} {BOX_VERSION} to vm.py's own VAGRANT_HOME")
+        metadata = os.path.join(STATE, "box.json")
+        with open(metadata, "w") as f:
+            json.dump({"name": BOX_NAME, "versions": [{"version": BOX_VERSION, "providers": [
+                {"name": "libvirt", "url": "file://" + box}]}]}, f)
+        vagrant_run("box", "add", metadata, timeout=600)
 
 
 def vagrant_env():

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import REPO, OutputProcess, require, wait_until
 from history import check, leading
-from test_readme import missing, vm_command
+from test_readme import missing, sh_blocks, vm_command
 
 LAB_NAME = "zkdtest"
 LAB_PY = os.path.join(REPO, "provision", "lab.py")
@@ -188,10 +188,7 @@ def vm_steps(text):
     alone starts a session on zooN for the lines after it; `vagrant ssh zooN
     -c 'CMD'` runs CMD there; `vagrant up/halt` are the lab's up/halt."""
     steps = []
-    pattern = re.compile(r"```sh\n(.*?)```\n(\s*```text\n(.*?)```\n)?", re.S)
-    for match in pattern.finditer(text):
-        lines = [line for line in match.group(1).splitlines() if line.strip()
-                 and not line.lstrip().startswith("#")]
+    for lines, expected in sh_blocks(text):
         if not any(vm_command(line) for line in lines):
             continue
         if any(" terminal" in line.partition("  #")[2] for line in lines):
@@ -218,7 +215,6 @@ def vm_steps(text):
             else:
                 raise AssertionError(f"a VM command the test cannot place: {line}")
             commands.append((command, "refused" in comment))
-        expected = match.group(3).splitlines() if match.group(3) else None
         steps.append((commands, expected))
     return steps
 

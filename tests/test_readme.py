@@ -46,19 +46,29 @@ TEST_IPS = ["127.0.79.101", "127.0.79.102", "127.0.79.103"]
 READ_ONLY = ("scripts/get.py", "scripts/status.py")
 
 
-def blocks(text):
-    """(commands, expected output lines or None) for each loopback ```sh block."""
+def sh_blocks(text):
+    """(lines, expected output lines or None) for each ```sh block of a
+    README: its lines without blanks and whole-line comments, and the lines of
+    the ```text block right after it, if any. test_lab.py and test_vms.py pick
+    their blocks from these too."""
     found = []
     pattern = re.compile(r"```sh\n(.*?)```\n(\s*```text\n(.*?)```\n)?", re.S)
     for match in pattern.finditer(text):
-        body, expected = match.group(1), match.group(3)
-        commands = [line for line in body.splitlines()
-                    if line.strip() and not line.lstrip().startswith("#")
-                    and line.strip() != "make test"]
+        lines = [line for line in match.group(1).splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+        found.append((lines, match.group(3).splitlines() if match.group(3) else None))
+    return found
+
+
+def blocks(text):
+    """(commands, expected output lines or None) for each loopback ```sh block."""
+    found = []
+    for lines, expected in sh_blocks(text):
+        commands = [line for line in lines if line.strip() != "make test"]
         if any(vm_command(c) for c in commands):
             continue  # for the VMs or the lab: tests/test_lab.py runs those
         if commands:
-            found.append((commands, expected.splitlines() if expected else None))
+            found.append((commands, expected))
     return found
 
 

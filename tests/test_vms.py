@@ -10,9 +10,11 @@ learner's .vagrant/ is never touched. Under CI=true a missing tool fails the
 test, naming it.
 """
 
+import contextlib
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import time
 import pytest
 
 from conftest import REPO, require, wait_until
-from test_readme import missing
+from test_readme import missing, sh_blocks
 
 NAME = "zkdtest-vm"
 VM_PY = os.path.join(REPO, "provision", "vm.py")
@@ -97,19 +99,52 @@ def vms(tmp_path_factory):
     box = vm("box", timeout=1200)
     box_took = time.monotonic() - started
     user_boxes = boxes_of_this_machine()
-    interrupted_up(project)
-    started = time.monotonic()
-    up = vagrant(project, "up", "zoo1", "zoo2", "zoo3", check=False, timeout=1200)
-    took = time.monotonic() - started
-    print(f"\nVMs: box {box_took:.0f} s ({box.stdout.strip().splitlines()[-1]}), "
-          f"vagrant up zoo1 zoo2 zoo3 {took:.0f} s", file=sys.stderr)
-    try:
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr
-        yield {"project": project, "up": up.stdout}
-    finally:
-        vm("down", project=project, check=False, timeout=600)
+    with machine_libvirtd(tmp_path_factory.mktemp("libvirtd")) as theirs:
+        interrupted_up(project)
+        started = time.monotonic()
+        up = vagrant(project, "up", "zoo1", "zoo2", "zoo3", check=False, timeout=1200)
+        took = time.monotonic() - started
+        print(f"\nVMs: box {box_took:.0f} s ({box.stdout.strip().splitlines()[-1]}), "
+              f"vagrant up zoo1 zoo2 zoo3 {took:.0f} s", file=sys.stderr)
+        try:
+            assert up.returncode == 0, up.stdout[-3000:] + up.stderr
+            yield {"project": project, "up": up.stdout, "machine_libvirtd": theirs}
+        finally:
+            vm("down", project=project, check=False, timeout=600)
     # The box went to vm.py's own VAGRANT_HOME: a learner's boxes are as they were.
     assert boxes_of_this_machine() == user_boxes
+
+
+@contextlib.contextmanager
+def machine_libvirtd(tmp):
+    """A libvirtd in this machine's own namespace, as a learner may already
+    run one (here without libvirt's default network, whose 192.168.122.1 has
+    no place on this machine); vm.py uses its own and leaves this one be."""
+    if os.path.exists("/run/libvirt/libvirt-sock"):
+        yield None   # this machine runs one already: not ours to start or stop
+        return
+    had_run_libvirt = os.path.exists("/run/libvirt")
+    process = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         'mount --bind "$1" /etc/libvirt/qemu/networks && exec libvirtd', "sh", str(tmp)],
+        start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.exists("/run/libvirt/libvirt-sock") or process.poll() is not None,
+                   30, what="this machine's libvirtd to listen")
+        assert process.poll() is None, f"libvirtd exited {process.returncode}"
+        yield process
+        assert process.poll() is None, "this machine's libvirtd did not survive vm.py"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if not had_run_libvirt:
+            shutil.rmtree("/run/libvirt", ignore_errors=True)
 
 
 def boxes_of_this_machine():
@@ -147,12 +182,28 @@ def test_the_vms_boot_offline_and_serve(vms):
     # last finds its peers and says what it became, not "not serving yet".
     last = re.findall(r"zoo\d: ZooKeeper answers on port 2181: (.*)", vms["up"])
     assert len(last) == 3, vms["up"][-3000:]
+    # The box was added with a version, so vagrant-libvirt has no warning about it.
+    assert "No version detected" not in vms["up"]
     assert re.fullmatch("leader|follower", last[-1]), last
     assert sorted(modes(project).values()) == ["follower", "follower", "leader"]
     # No route out: the box brought everything the provisioner needed.
     routes = on(project, "zoo1", "ip route").stdout
     assert "10.0.10.0/24" in routes
     assert host_view() == []
+
+
+def test_a_libvirtd_of_this_machine_is_left_alone(vms):
+    """A libvirtd already ran here when vm.py started its own: the VMs are in
+    vm.py's, none in this machine's, and that one still runs (the fixture
+    checks it outlives `vm.py down`)."""
+    said = vagrant(vms["project"], "status").stdout
+    assert re.search(r"^zoo1 +running", said, re.M), said
+    listed = subprocess.run(["virsh", "--connect", "qemu:///system", "list", "--all", "--name"],
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert not re.search(r"zoo\d", listed.stdout), listed.stdout
+    if vms["machine_libvirtd"]:
+        assert vms["machine_libvirtd"].poll() is None
 
 
 def test_the_namespace_is_isolated(vms):
@@ -164,16 +215,9 @@ def test_the_namespace_is_isolated(vms):
 
 def vm_blocks(text):
     """(lines, expected) of each README block meant for the VMs (not the lab)."""
-    found = []
-    for match in re.finditer(r"```sh\n(.*?)```\n(\s*```text\n(.*?)```\n)?", text, re.S):
-        lines = [line for line in match.group(1).splitlines()
-                 if line.strip() and not line.lstrip().startswith("#")]
-        if not any("vagrant" in line.partition("  #")[0] for line in lines):
-            continue
-        if any("provision/lab.py" in line or "make lab" in line for line in lines):
-            continue
-        found.append((lines, match.group(3).splitlines() if match.group(3) else None))
-    return found
+    return [(lines, expected) for lines, expected in sh_blocks(text)
+            if any("vagrant" in line.partition("  #")[0] for line in lines)
+            and not any("provision/lab.py" in line or "make lab" in line for line in lines)]
 
 
 def test_every_vm_command_in_the_readme_runs_on_the_vms(vms):
