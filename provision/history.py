@@ -1,4 +1,5 @@
-"""The election checker: did two create.py processes ever lead at once?
+"""What the scripts logged, read back and checked. The election checker: did
+two create.py processes ever lead at once?
 
 Each create.py prints timestamped `became leader` and `no longer leader` lines.
 A process's *terms* run from one to the next. The checker fails when
@@ -35,6 +36,7 @@ class Term:
     process: str
     start: datetime.datetime
     end: datetime.datetime = None   # None: still leading when the log ended
+    why: str = ""                   # why it stepped down, as it said
 
 
 class ElectionError(AssertionError):
@@ -62,6 +64,7 @@ def terms_of(name, lines, exited):
             if not terms or terms[-1].end is not None:
                 raise ElectionError(f"{name}: 'no longer leader' without a term ({stamp(line)})")
             terms[-1].end = stamp(line)
+            terms[-1].why = said[len("no longer leader"):].strip(" ()")
     if exited and terms and terms[-1].end is None:
         raise ElectionError(f"{name} exited while still claiming leadership "
                             f"(since {terms[-1].start})")
@@ -75,8 +78,24 @@ def check(processes):
     for name, lines, exited in processes:
         terms.extend(terms_of(name, lines, exited))
     terms.sort(key=lambda t: t.start)
-    for before, after in zip(terms, terms[1:]):
-        if before.end is None or before.end > after.start:
-            raise ElectionError(f"overlap: {before.process} led from {before.start} to "
-                                f"{before.end or 'the end'}, {after.process} from {after.start}")
+    for before, after, _, _ in overlaps(terms)[:1]:
+        raise ElectionError(f"overlap: {before.process} led from {before.start} to "
+                            f"{before.end or 'the end'}, {after.process} from {after.start}")
     return terms
+
+
+def overlaps(terms, end=None):
+    """Every two terms of different processes that overlap, as (first,
+    second, from, to); a term still open runs to `end`, or for ever."""
+    never = datetime.datetime.max
+    found = []
+    ordered = sorted(terms, key=lambda t: t.start)
+    for i, first in enumerate(ordered):
+        first_end = first.end or end or never
+        for second in ordered[i + 1:]:
+            if second.start >= first_end:
+                break
+            if second.process != first.process:
+                found.append((first, second, second.start,
+                              min(first_end, second.end or end or never)))
+    return found

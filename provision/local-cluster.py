@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from zkensemble import REPO, SERVING, parse_srvr, read_config, srvr_text, wait_for
+from zkensemble import REPO, SERVING, parse_srvr, read_config, recorded, srvr_text, wait_for
 
 DEFAULT_IPS = "127.0.10.101,127.0.10.102,127.0.10.103"
 COMMANDS = ("up", "down", "status", "start", "stop", "kill", "pause", "resume")
@@ -492,7 +492,12 @@ def main(argv=None):
                 "start": cmd_start, "stop": cmd_stop}
     try:
         ensemble = Ensemble(args.state_dir, args.ips, args.tick_time)
-        return handlers.get(args.command, cmd_signal)(ensemble, args) or 0
+        handler = handlers.get(args.command, cmd_signal)
+        if args.command not in PER_SERVER:
+            return handler(ensemble, args) or 0
+        args.server = ensemble.server(args.server).name   # `leader` names one server, once
+        with recorded(ensemble.state_dir, f"{args.command} {args.server}"):
+            return handler(ensemble, args) or 0
     except ClusterError as e:
         print(f"local-cluster.py: {e}", file=sys.stderr)
         return 1

@@ -6,6 +6,8 @@ waiting for a condition. Standard library only: both run before the .venv.
                                             (the lab runs this inside a machine)
 """
 
+import contextlib
+import datetime
 import os
 import socket
 import sys
@@ -67,6 +69,27 @@ def parse_srvr(text):
         if sep:
             info[key.strip()] = value.strip()
     return info or None
+
+
+def stamp():
+    """Now, as the scripts stamp their lines: to the millisecond."""
+    return datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+@contextlib.contextmanager
+def recorded(folder, what):
+    """Note in folder/events.log when a command that changes the ensemble
+    (kill zoo2, partition zoo3, heal...) began and ended: provision/timeline.py
+    draws them as bands."""
+    def note(word):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "events.log"), "a") as f:
+            f.write(f"{stamp()} {word} {what}\n")
+    note("begin")
+    try:
+        yield
+    finally:
+        note("end")
 
 
 def wait_for(condition, seconds, interval=0.1):
