@@ -3,7 +3,8 @@
 #
 #   setup-host.sh                 ZooKeeper (Debian's zookeeper package, with a
 #                                 JRE) and python3-venv; fails if it cannot
-#   setup-host.sh --test-tools    also shellcheck, debootstrap, nftables and
+#   setup-host.sh --test-tools    also shellcheck, debootstrap, nftables,
+#                                 chromium (to draw the timeline's PNG) and
 #                                 what --vm installs, for the test suite; a test
 #                                 that needs a tool that could not be installed
 #                                 fails under CI=true (and is skipped elsewhere)
@@ -23,7 +24,7 @@ fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || required+=(python3-venv)
 optional=()
 case "${1:-}" in
-    --test-tools) tools=(shellcheck vagrant debootstrap nft libvirtd qemu-system-x86_64 qemu-img dnsmasq rsync) ;;
+    --test-tools) tools=(shellcheck vagrant debootstrap nft libvirtd qemu-system-x86_64 qemu-img dnsmasq rsync chromium) ;;
     --lab) tools=(debootstrap nft) ;;
     --vm) tools=(vagrant debootstrap libvirtd qemu-system-x86_64 qemu-img dnsmasq rsync) ;;
     *) tools=() ;;
@@ -73,6 +74,8 @@ for tool in "${optional[@]}"; do
         # gives `vagrant validate` a provider it can use.
         version=$(apt-cache policy libarchive-tools | sed -n 's/^  Candidate: //p')
         packages=(--allow-downgrades "libarchive13=$version" vagrant vagrant-libvirt)
+    elif [ "$tool" = chromium ]; then
+        packages=(chromium fonts-liberation)   # text in the PNG needs a font
     fi
     apt_install "${packages[@]}" || echo "setup-host.sh: could not install $tool" >&2
 done

@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+"""What happened to the ensemble, drawn as one HTML page that works offline.
+
+    timeline.py record [LOG ...]    ask every server its mode twice a second
+                                    until Ctrl-C, then draw the page
+    timeline.py draw [LOG ...]      draw the page again from what was recorded
+
+The page has a lane per server (leading, following, electing, down, hanging,
+cut off), a lane per elector (its leader terms as bars, and why each ended),
+a lane of ticks per other log (watch.py's reports, say), and each fault as a
+shaded band: the commands of local-cluster.py or lab.py (kill, pause, halt,
+partition...) from when they began to when their repair ended. Two leader
+terms that overlap are drawn red, with the overlap's length. Point at
+anything for the exact log line.
+
+LOG files are the scripts' output with their time stamps (create.py,
+watch.py); the workers' logs of create-start.py are read without being
+named. The servers' modes go to modes.log and the faults are read from
+events.log, both in $ZKDEMO_STATE_DIR (the loopback ensemble's, default
+.zkdemo/) or, with --lab, in the lab's state.
+"""
+
+import argparse
+import datetime
+import glob
+import html
+import importlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from history import Term, message, overlaps, stamp
+from zkensemble import REPO, stamp as now_stamp
+
+STATES = {  # a server's state: its colour, and what the legend calls it
+    "leading": ("#1b7f3b", "leading"), "following": ("#8fd18f", "following"),
+    "electing": ("#f0a202", "electing (not serving)"), "down": ("#9e9e9e", "down"),
+    "hanging": ("#8e44ad", "hanging (paused)"), "cut off": ("#8c510a", "cut off"),
+}
+MODE_STATE = {"leader": "leading", "standalone": "leading", "follower": "following",
+              "not serving": "electing", "starting": "electing", "paused": "hanging",
+              "down": "down", "halted": "down"}
+# A fault, and the command that repairs it.
+REPAIRS = {"kill": "start", "stop": "start", "pause": "resume", "halt": "up", "partition": "heal"}
+
+
+class UsageError(Exception):
+    pass
+
+
+# --- reading what was recorded ---------------------------------------------------------------
+
+def read_lines(path):
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.rstrip("\n") for line in f]
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}")
+    stamped = []
+    for line in lines:
+        try:
+            stamped.append((stamp(line), line))
+        except ValueError:
+            pass   # a line without a time stamp (a traceback, say)
+    return stamped
+
+
+def server_lanes(modes, faults, end):
+    """{server: [(from, to, state, detail)]} from modes.log's lines
+    (`STAMP zoo1 leader`): what each server answered, with `down` during a
+    pause read as hanging and not serving during a cut as cut off."""
+    changes = {}
+    for when, line in modes:
+        name, _, mode = message(line).partition(" ")
+        changes.setdefault(name, []).append((when, mode))
+    lanes = {}
+    for name, seen in sorted(changes.items()):
+        lane = []
+        for (when, mode), following in zip(seen, seen[1:] + [(end, None)]):
+            state = MODE_STATE.get(mode, "electing")
+            for start, stop, label, verb, machines in faults:
+                if name in machines and start < following[0] and when < stop:
+                    if verb == "pause" and state == "down":
+                        state = "hanging"
+                    elif verb == "partition" and len(machines) == 1 and state == "electing":
+                        state = "cut off"
+            lane.append((when, following[0], state, f"{name} {mode}"))
+        lanes[name] = lane
+    return lanes
+
+
+def fault_bands(events, end):
+    """[(from, to, label, verb, machines)]: each fault from when its command
+    began to when the command that repairs it ended (or the end)."""
+    bands, open_faults = [], []
+    for when, line in events:
+        word, _, command = message(line).partition(" ")
+        verb, *machines = command.split()
+        if verb in REPAIRS and word == "begin":
+            open_faults.append([when, None, verb, machines])
+        elif word == "end":
+            for fault in open_faults:
+                if fault[1] is None and REPAIRS[fault[2]] == verb and (
+                        verb == "heal" or set(machines) & set(fault[3])):
+                    fault[1] = when
+    for start, stop, verb, machines in open_faults:
+        if verb == "partition":
+            label = (f"cut {machines[0]} off" if len(machines) == 1
+                     else f"cut the {'-'.join(machines)} link")
+        else:
+            label = f"{verb} {' '.join(machines)}"
+        bands.append((start, stop or end, label, verb, machines))
+    return bands
+
+
+def elector_terms(name, lines):
+    """The leader terms in an elector's log. A worker's log holds many
+    create.py runs one after another: a term a run never closed (it was
+    killed) ends where the next run starts."""
+    terms = []
+    for when, line in lines:
+        said = message(line)
+        if said == "became leader":
+            terms.append(Term(name, when))
+        elif terms and terms[-1].end is None and said.startswith("no longer leader"):
+            terms[-1].end, terms[-1].why = when, said[len("no longer leader"):].strip(" ()")
+        elif terms and terms[-1].end is None and said.startswith("staying "):
+            terms[-1].end, terms[-1].why = when, "its process ended without stepping down"
+    return terms
+
+
+def gather(state_dir, logs, run_dir=None):
+    """Everything the page draws, from the files a run left."""
+    modes = read_lines(os.path.join(state_dir, "modes.log"))
+    if not modes:
+        raise UsageError(f"{state_dir}/modes.log has nothing: `timeline.py record` writes it")
+    start, end = modes[0][0], modes[-1][0]
+    events = [e for e in read_lines(os.path.join(state_dir, "events.log"))
+              if e[0] >= start - datetime.timedelta(seconds=1)] \
+        if os.path.exists(os.path.join(state_dir, "events.log")) else []
+    found = sorted(glob.glob(os.path.join(run_dir, "worker-*.log"))) if run_dir else []
+    electors, others = {}, {}
+    for path in found + [p for p in logs if p not in found]:
+        lines = [(w, line) for w, line in read_lines(path) if start <= w <= end]
+        name = os.path.splitext(os.path.basename(path))[0]
+        if any(message(line) == "became leader" or message(line).startswith("following ")
+               for _, line in lines) or path in found:
+            electors[name] = (elector_terms(name, lines), lines)
+        else:
+            others[name] = lines
+    faults = fault_bands(events, end)
+    terms = [t for ts, _ in electors.values() for t in ts]
+    return {"start": start, "end": end, "servers": server_lanes(modes, faults, end),
+            "faults": faults, "electors": electors, "others": others,
+            "overlaps": overlaps(terms, end)}
+
+
+# --- drawing ------------------------------------------------------------------------------------
+
+LEFT, RIGHT, WIDTH = 130, 20, 1200
+TEXT = 'font-family="sans-serif" font-size="12"'
+
+
+def seconds(what, start):
+    return (what - start).total_seconds()
+
+
+def draw(data, title):
+    """The page: a header, a legend and one SVG."""
+    start, span = data["start"], max(seconds(data["end"], data["start"]), 1.0)
+    scale = (WIDTH - LEFT - RIGHT) / span
+
+    def x(when):
+        return LEFT + max(0.0, min(span, seconds(when, start))) * scale
+
+    def clock(when):
+        return when.strftime("%H:%M:%S.%f")[:-3]
+
+    rows, y = [], 40
+    for name, lane in data["servers"].items():
+        rows.append(("server", name, lane, y))
+        y += 28
+    y += 12
+    for name, (terms, lines) in data["electors"].items():
+        rows.append(("elector", name, (terms, lines), y))
+        y += 20
+    for name, lines in data["others"].items():
+        rows.append(("ticks", name, lines, y))
+        y += 20
+    height = y + 10
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+           f'width="{WIDTH}" height="{height}" {TEXT}>']
+    for start_, stop, label, verb, _ in data["faults"]:
+        svg.append(f'<g class="fault"><rect x="{x(start_):.1f}" y="18" '
+                   f'width="{max(x(stop) - x(start_), 2):.1f}" height="{height - 18}" '
+                   f'fill="#d7301f" fill-opacity="0.10" stroke="#d7301f" stroke-opacity="0.4">'
+                   f'<title>{html.escape(label)}: {clock(start_)} to {clock(stop)} '
+                   f'({seconds(stop, start_):.1f} s)</title></rect>'
+                   f'<text x="{x(start_) + 3:.1f}" y="31" fill="#a02010">{html.escape(label)}</text></g>')
+    step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800) if span / s <= 12)
+    for t in range(0, int(span) + 1, step):
+        tx = LEFT + t * scale
+        svg.append(f'<line x1="{tx:.1f}" y1="14" x2="{tx:.1f}" y2="{height}" stroke="#ddd"/>'
+                   f'<text x="{tx:.1f}" y="11" text-anchor="middle" fill="#555">{t} s</text>')
+    for kind, name, lane, top in rows:
+        svg.append(f'<text x="{LEFT - 8}" y="{top + 13}" text-anchor="end">{html.escape(name)}</text>')
+        if kind == "server":
+            for start_, stop, state, detail in lane:
+                svg.append(f'<rect class="state" data-state="{state}" x="{x(start_):.1f}" y="{top}" '
+                           f'width="{max(x(stop) - x(start_), 1):.1f}" height="20" '
+                           f'fill="{STATES[state][0]}"><title>{html.escape(detail)} '
+                           f'({state}): {clock(start_)} to {clock(stop)}</title></rect>')
+        elif kind == "elector":
+            terms, lines = lane
+            svg.append(f'<line x1="{LEFT}" y1="{top + 8}" x2="{WIDTH - RIGHT}" y2="{top + 8}" '
+                       f'stroke="#ccc"/>')
+            for term in terms:
+                stop = term.end or data["end"]
+                why = f"; stepped down: {term.why}" if term.why else "; still leading at the end"
+                svg.append(f'<rect class="term" x="{x(term.start):.1f}" y="{top + 2}" '
+                           f'width="{max(x(stop) - x(term.start), 2):.1f}" height="12" '
+                           f'fill="#1b7f3b"><title>{html.escape(name)} led {clock(term.start)} '
+                           f'to {clock(stop)} ({seconds(stop, term.start):.3f} s)'
+                           f'{html.escape(why)}</title></rect>')
+        else:
+            for when, line in lane:
+                svg.append(f'<line class="tick" x1="{x(when):.1f}" y1="{top + 1}" '
+                           f'x2="{x(when):.1f}" y2="{top + 15}" stroke="#3366cc" stroke-width="2">'
+                           f'<title>{html.escape(line)}</title></line>')
+    tops = {name: top for kind, name, _, top in rows if kind == "elector"}
+    for first, second, start_, stop in data["overlaps"]:
+        length = seconds(stop, start_) * 1000
+        for process in (first.process, second.process):
+            svg.append(f'<rect class="overlap" x="{x(start_):.1f}" y="{tops[process] + 2}" '
+                       f'width="{max(x(stop) - x(start_), 3):.1f}" height="12" fill="#e00000">'
+                       f'<title>{html.escape(first.process)} and {html.escape(second.process)} '
+                       f'both led for {length:.0f} ms from {clock(start_)}</title></rect>')
+        svg.append(f'<text x="{x(start_):.1f}" y="{tops[second.process] - 1}" fill="#e00000">'
+                   f'overlap {length:.0f} ms</text>')
+    svg.append("</svg>")
+    found = data["overlaps"]
+    verdict = (f'<p class="verdict bad">{len(found)} overlap{"s" if len(found) > 1 else ""} '
+               f'of two leaders, the longest '
+               f'{max(seconds(o[3], o[2]) for o in found) * 1000:.0f} ms</p>' if found else
+               '<p class="verdict good">No two electors led at once.</p>')
+    legend = " ".join(f'<span><i style="background:{colour}"></i>{text}</span>'
+                      for colour, text in STATES.values())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 16px; color: #222; }}
+h1 {{ font-size: 18px; margin: 0 0 4px; }}
+.verdict {{ font-weight: bold; margin: 4px 0; }} .good {{ color: #1b7f3b; }} .bad {{ color: #e00000; }}
+.legend span {{ margin-right: 14px; font-size: 12px; }}
+.legend i {{ display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -2px; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{clock(data["start"])} to {clock(data["end"])} ({span:.0f} s). Shaded: a fault, from its
+command to its repair. Green bars: an elector's leader terms. Blue ticks: log lines.
+Point at anything for its log line.</p>
+{verdict}
+<p class="legend">{legend} <span><i style="background:#e00000"></i>two leaders at once</span></p>
+{"".join(svg)}
+</body></html>
+"""
+
+
+# --- recording ------------------------------------------------------------------------------
+
+def modes_now(lab):
+    if lab:
+        return {m.name: m.mode() for m in lab.machines()}
+    cluster = importlib.import_module("local-cluster")
+    return cluster.Ensemble(state_dir()).modes()
+
+
+def state_dir():
+    return os.environ.get("ZKDEMO_STATE_DIR") or os.path.join(REPO, ".zkdemo")
+
+
+def record(folder, lab, interval=0.5):
+    """Append each server's mode to folder/modes.log when it changes, until
+    SIGINT or SIGTERM."""
+    os.makedirs(folder, exist_ok=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):   # SIGINT too, when started in the background
+        signal.signal(sig, signal.default_int_handler)
+    last = {}
+    with open(os.path.join(folder, "modes.log"), "w") as out:
+        try:
+            while True:
+                for name, mode in modes_now(lab).items():
+                    if last.get(name) != mode:
+                        out.write(f"{now_stamp()} {name} {mode}\n")
+                        out.flush()
+                        last[name] = mode
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            for name, mode in modes_now(lab).items():   # how the run ended
+                out.write(f"{now_stamp()} {name} {mode}\n")
+
+
+def render_png(page, png):
+    """The page as a PNG, by Debian's headless Chromium (offline: no network
+    features, a profile of its own)."""
+    browser = shutil.which("chromium")
+    if not browser:
+        raise UsageError("--png needs chromium (apt-get install chromium)")
+    height = 200 + int(re.search(r'<svg [^>]*height="(\d+)"', open(page).read()).group(1))
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [browser, "--headless", "--disable-gpu", "--no-first-run", "--disable-sync",
+             "--disable-background-networking", "--disable-component-update",
+             *(["--no-sandbox"] if os.geteuid() == 0 else []),
+             f"--user-data-dir={profile}", f"--screenshot={os.path.abspath(png)}",
+             f"--window-size={WIDTH + 40},{height}", "file://" + os.path.abspath(page)],
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    if result.returncode != 0 or not os.path.exists(png):
+        raise UsageError(f"chromium could not draw {png}: {result.stderr.strip()[-300:]}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="timeline.py", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("command", choices=("record", "draw"), metavar="COMMAND",
+                        help="record or draw")
+    parser.add_argument("logs", nargs="*", metavar="LOG", help="the scripts' output, saved")
+    parser.add_argument("--lab", action="store_true", help="the lab's machines (as root)")
+    parser.add_argument("--out", metavar="FILE",
+                        help="the page to write (default: timeline.html in the state dir)")
+    parser.add_argument("--png", metavar="FILE", help="also a PNG of the page (needs chromium)")
+    parser.add_argument("--title", default="What happened to the ensemble")
+    args = parser.parse_args(argv)
+    lab = importlib.import_module("lab") if args.lab else None
+    folder = lab.STATE if lab else state_dir()
+    out = args.out or os.path.join(folder, "timeline.html")
+    run_dir = os.environ.get("ZKDEMO_RUN_DIR") or f"/tmp/zkdemo-{os.getuid()}"
+    try:
+        for path in args.logs:
+            if not os.path.isfile(path):
+                raise UsageError(f"no such log: {path}")
+        if args.command == "record":
+            print(f"timeline: recording the servers' modes in {folder}/modes.log; "
+                  "Ctrl-C to stop and draw", flush=True)
+            record(folder, lab)
+        page = draw(gather(folder, args.logs, run_dir), args.title)
+        with open(out, "w") as f:
+            f.write(page)
+        print(f"timeline: {out}")
+        if args.png:
+            render_png(out, args.png)
+            print(f"timeline: {args.png}")
+        return 0
+    except UsageError as e:
+        print(f"timeline.py: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

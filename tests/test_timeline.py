@@ -1,0 +1,165 @@
+"""provision/timeline.py: the page that shows what happened.
+
+The data the page is drawn from is checked twice: from planted logs, where
+the answer is known to the millisecond (an overlap of two leaders, a pause, a
+cut), and from a real run on a scratch ensemble, where a server is killed
+and another paused while electors and watch.py run. The real run's page is
+drawn to a PNG with headless Chromium, as the README's picture is.
+"""
+
+import datetime
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+from conftest import REPO, require, run_script, script_command, wait_until
+import timeline
+
+TIMELINE = os.path.join(REPO, "provision", "timeline.py")
+T0 = datetime.datetime(2026, 11, 30, 6, 0, 0)
+
+
+def at(seconds, text):
+    when = T0 + datetime.timedelta(seconds=seconds)
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " " + text + "\n"
+
+
+def plant(folder, files):
+    for name, lines in files.items():
+        with open(os.path.join(folder, name), "w") as f:
+            f.writelines(at(*line) for line in lines)
+
+
+def test_planted_faults_and_an_overlap_are_drawn_as_they_happened(tmp_path):
+    plant(tmp_path, {
+        "modes.log": [(0, "zoo1 leader"), (0, "zoo2 follower"), (0, "zoo3 follower"),
+                      (2.5, "zoo1 paused"), (3, "zoo2 leader"), (6, "zoo1 follower"),
+                      (8, "zoo3 not serving"), (12, "zoo3 follower"), (20, "zoo1 follower")],
+        "events.log": [(2, "begin pause zoo1"), (2.01, "end pause zoo1"),
+                       (5.9, "begin resume zoo1"), (5.95, "end resume zoo1"),
+                       (7, "begin partition zoo3"), (7.1, "end partition zoo3"),
+                       (11, "begin heal"), (11.1, "end heal"),
+                       (14, "begin partition zoo1 zoo3"), (14.1, "end partition zoo1 zoo3"),
+                       (16, "begin kill zoo2"), (16.2, "end kill zoo2")],
+        # worker-1 leads 1-4.25 s; worker-2 from 4.0 s: 250 ms of two leaders.
+        "worker-1.log": [(0.5, "staying 30.0 s"), (1, "became leader"),
+                         (4.25, "no longer leader (connection lost)")],
+        "worker-2.log": [(0.5, "staying 30.0 s"), (0.6, "following /zkdemo/node-1"),
+                         (4, "became leader"), (9, "time is up"),
+                         (9, "no longer leader (time is up)"),
+                         (10, "staying 5.0 s"), (10.5, "became leader"),
+                         # killed while leading: the next run closes the term
+                         (15, "staying 5.0 s")],
+        "watch.log": [(1, "created /zkdemo/node-1"), (4.1, "deleted /zkdemo/node-1")],
+    })
+    data = timeline.gather(str(tmp_path), [str(tmp_path / "watch.log")], str(tmp_path))
+    bands = [(label, round((start - T0).total_seconds(), 2), round((end - T0).total_seconds(), 2))
+             for start, end, label, _, _ in data["faults"]]
+    assert bands == [("pause zoo1", 2, 5.95), ("cut zoo3 off", 7, 11.1),
+                     ("cut the zoo1-zoo3 link", 14, 20), ("kill zoo2", 16, 20)]
+    states = {name: [(s, round((a - T0).total_seconds(), 1)) for a, _, s, _ in lane]
+              for name, lane in data["servers"].items()}
+    assert ("hanging", 2.5) in states["zoo1"]       # no answer during the pause
+    assert ("cut off", 8) in states["zoo3"]         # not serving while cut off
+    assert ("electing", 8) not in states["zoo3"]
+    assert states["zoo2"][:2] == [("following", 0), ("leading", 3)]
+    terms = data["electors"]["worker-2"][0]
+    assert [(t.start - T0).total_seconds() for t in terms] == [4, 10.5]
+    assert terms[0].why == "time is up"
+    assert terms[1].why == "its process ended without stepping down"
+    assert set(data["others"]) == {"watch"}
+    (first, second, start, end), = data["overlaps"]
+    assert (first.process, second.process) == ("worker-1", "worker-2")
+    assert (end - start).total_seconds() == 0.25
+    page = timeline.draw(data, "planted")
+    assert page.count('class="overlap"') == 2
+    assert "overlap 250 ms" in page and "1 overlap of two leaders" in page
+    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # offline
+    # Without the overlap, the verdict says so.
+    plant(tmp_path, {"worker-1.log": [(1, "became leader"), (3.9, "no longer leader (done)")]})
+    page = timeline.draw(timeline.gather(str(tmp_path), [], str(tmp_path)), "planted")
+    assert 'class="overlap"' not in page and "No two electors led at once." in page
+
+
+def test_a_recorded_failure_run_is_drawn(scratch_ensemble, tmp_path):
+    """Electors and watch.py run while the leader is killed and restarted
+    and a follower paused and resumed; the page shows each of them."""
+    scratch_ensemble.up()
+    scratch_ensemble.wait_serving()
+    env = dict(os.environ, ZKDEMO_STATE_DIR=scratch_ensemble.state_dir,
+               ZKDEMO_RUN_DIR=str(tmp_path), ZKDEMO_HOSTS=scratch_ensemble.hosts)
+    with open(os.path.join(scratch_ensemble.state_dir, "events.log"), "w"):
+        pass   # only this run's faults
+    started = []
+    try:
+        started.append(subprocess.Popen([sys.executable, TIMELINE, "record",
+                                         str(tmp_path / "watch.log")],
+                                        env=env, stdout=subprocess.PIPE, text=True,
+                                        stdin=subprocess.DEVNULL))
+        (tmp_path / "watch.log").touch()
+        modes_log = os.path.join(scratch_ensemble.state_dir, "modes.log")
+        wait_until(lambda: os.path.exists(modes_log) and open(modes_log).read().count("\n") >= 3,
+                   30, what="the recorder's first modes")
+        with open(tmp_path / "watch.log", "w") as out:
+            started.append(subprocess.Popen(script_command("watch.py"), env=env, stdout=out,
+                                            stdin=subprocess.DEVNULL))
+        result = run_script("create-start.py", "2", env=env)
+        assert result.returncode == 0, result.stderr
+        logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+        wait_until(lambda: any("became leader" in p.read_text() for p in logs if p.exists()),
+                   30, what="an elector to lead")
+        leader = scratch_ensemble.leader()
+        scratch_ensemble.run("kill", leader)
+        wait_until(lambda: scratch_ensemble.leader() not in (None, leader), 30,
+                   what="another server to lead")
+        wait_until(lambda: f"{leader} down" in open(modes_log).read(), 30,
+                   what="the recorder to see the kill")
+        scratch_ensemble.run("start", leader)
+        scratch_ensemble.wait_serving()
+        follower = next(n for n, m in scratch_ensemble.modes().items() if m == "follower")
+        scratch_ensemble.run("pause", follower)
+        wait_until(lambda: f"{follower} paused" in open(modes_log).read(), 30,
+                   what="the recorder to see the pause")
+        scratch_ensemble.run("resume", follower)
+        scratch_ensemble.wait_serving()
+        wait_until(lambda: f"{follower} follower" in open(modes_log).read().split(
+            f"{follower} paused")[-1], 30, what="the recorder to see the follower back")
+        recorder = started[0]
+        recorder.send_signal(signal.SIGINT)   # Ctrl-C: it stops and draws
+        said = recorder.communicate(timeout=60)[0]
+        assert recorder.returncode == 0, said
+    finally:
+        run_script("create-stop.py", env=env)
+        for process in started:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(30)
+    page_path = os.path.join(scratch_ensemble.state_dir, "timeline.html")
+    assert f"timeline: {page_path}" in said
+    data = timeline.gather(scratch_ensemble.state_dir, [str(tmp_path / "watch.log")],
+                           str(tmp_path))
+    labels = [band[2] for band in data["faults"]]
+    assert labels == [f"kill {leader}", f"pause {follower}"], labels
+    kill, pause = data["faults"]
+    assert any(state == "down" and kill[0] <= start <= kill[1]
+               for start, _, state, _ in data["servers"][leader])
+    assert any(state == "hanging" and pause[0] <= start <= pause[1]
+               for start, _, state, _ in data["servers"][follower])
+    for lane in data["servers"].values():   # all serving again at the end
+        assert lane[-1][2] in ("leading", "following"), lane
+    assert any(terms for terms, _ in data["electors"].values())
+    assert data["overlaps"] == []
+    assert len(data["others"]["watch"]) >= 2
+    page = open(page_path).read()
+    assert f">kill {leader}<" in page and "No two electors led at once." in page
+    # The picture a learner looks at, drawn as the README's is.
+    require("chromium (for the timeline's PNG)", shutil.which("chromium"))
+    png = tmp_path / "timeline.png"
+    drawn = subprocess.run([sys.executable, TIMELINE, "draw", str(tmp_path / "watch.log"),
+                            "--png", str(png), "--out", str(tmp_path / "again.html")],
+                           env=env, capture_output=True, text=True, timeout=180)
+    assert drawn.returncode == 0, drawn.stderr
+    assert drawn.stdout.splitlines()[-1] == f"timeline: {png}"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
