@@ -8,6 +8,10 @@ provisioned by provision/zookeeper.sh exactly as Vagrant provisions a VM.
     lab.py ssh zooN [-- CMD]    a login shell on zooN in /vagrant, or run CMD
                                 there (as `vagrant ssh zooN [-c CMD]`)
     lab.py halt zooN            stop a machine: its processes and its link go
+    lab.py kill zooN            kill -9 the ZooKeeper server on zooN (the machine stays up)
+    lab.py start zooN           start it again
+    lab.py pause zooN           stop it with SIGSTOP: it holds its connections, answers nothing
+    lab.py resume zooN          let a paused server go on (SIGCONT)
     lab.py partition zoo1       cut zoo1 off from the other machines
     lab.py partition zoo1 zoo3  cut only the link between zoo1 and zoo3
     lab.py heal                 remove every cut
@@ -46,7 +50,7 @@ import sys
 import threading
 import time
 
-from zkensemble import REPO, SERVING, parse_srvr, read_config, server_addresses, wait_for
+from zkensemble import REPO, SERVING, parse_srvr, read_config, recorded, server_addresses, wait_for
 
 LAB = os.environ.get("ZKDEMO_LAB") or "zkdemo"
 CACHE = os.environ.get("ZKDEMO_LAB_CACHE") or "/var/cache/zkdemo-lab"
@@ -557,6 +561,35 @@ def cmd_halt(args):
     return 0
 
 
+ZK_PID = "$(cat /var/run/zookeeper/zookeeper.pid 2>/dev/null || echo none)"
+SERVER_COMMANDS = {  # what each verb runs on the machine, and what it then says
+    "kill": (f"kill -KILL {ZK_PID}", "killed (SIGKILL)"),
+    "start": ("/etc/init.d/zookeeper start >/dev/null", "started"),
+    "pause": (f"kill -STOP {ZK_PID}",
+              "paused (SIGSTOP): it holds its connections but answers nothing"),
+    "resume": (f"kill -CONT {ZK_PID}", "resumed (SIGCONT)"),
+}
+
+
+def cmd_server(args):
+    """kill, start, pause or resume the ZooKeeper server on one machine, as
+    local-cluster.py does to a loopback server."""
+    machine, = pick([args.machine])
+    if not machine.is_up():
+        raise LabError(f"{machine.name} is not up (lab.py up {machine.name})")
+    command, done = SERVER_COMMANDS[args.verb]
+    result = machine.run(command, timeout=60)
+    if result.returncode != 0:
+        raise LabError(f"{machine.name}: {args.verb} failed: "
+                       f"{(result.stderr or result.stdout).strip() or 'is ZooKeeper running?'}")
+    if args.verb == "kill":
+        wait_for(lambda: machine.mode() == "down", 5, 0.1)
+    elif args.verb == "start":
+        wait_for(lambda: machine.mode() != "down", 30, 0.2)
+    say(f"{machine.name}: {done}, {machine.mode()}")
+    return 0
+
+
 def cmd_partition(args):
     cut = pick(args.machines)
     every = [m for m in machines() if m.is_up()]
@@ -646,6 +679,11 @@ def parse_args(argv):
     partition = commands.add_parser("partition", help="cut a machine off, or one link")
     partition.add_argument("machines", nargs="+", metavar="zooN")
     commands.add_parser("heal", help="remove every cut")
+    for verb, text in (("kill", "kill -9 the ZooKeeper server on a machine"),
+                       ("start", "start a killed server again"),
+                       ("pause", "SIGSTOP the server on a machine"),
+                       ("resume", "SIGCONT a paused server")):
+        commands.add_parser(verb, help=text).add_argument("machine", metavar="zooN")
     commands.add_parser("down", help="remove everything the lab made")
     args = parser.parse_args(argv)
     if args.verb == "ssh" and args.command[:1] == ["--"]:
@@ -662,8 +700,14 @@ def main(argv=None):
             if not shutil.which(tool):
                 raise LabError(f"{tool} is not installed: the lab needs it")
         handler = {"up": cmd_up, "status": cmd_status, "ssh": cmd_ssh, "halt": cmd_halt,
-                   "partition": cmd_partition, "heal": cmd_heal, "down": cmd_down}
-        return handler[args.verb](args)
+                   "partition": cmd_partition, "heal": cmd_heal, "down": cmd_down,
+                   **dict.fromkeys(SERVER_COMMANDS, cmd_server)}
+        named = getattr(args, "machines", None) or [getattr(args, "machine", "")]
+        if args.verb in ("status", "ssh", "down") or (args.verb == "up" and not args.machines):
+            return handler[args.verb](args)
+        # A fault or its repair: provision/timeline.py draws it from events.log.
+        with recorded(STATE, " ".join([args.verb, *named]).strip()):
+            return handler[args.verb](args)
     except UsageError as e:
         print(f"lab.py: {e}", file=sys.stderr)
         return 2
