@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What happened to the ensemble, drawn as one HTML page that works offline.
 
-    timeline.py record [LOG ...]    ask every server its mode twice a second
+    timeline.py record [LOG ...]    ask every server its mode five times a second
                                     until Ctrl-C, then draw the page
     timeline.py draw [LOG ...]      draw the page again from what was recorded
 
@@ -135,7 +135,8 @@ def elector_terms(name, lines):
 
 
 def gather(state_dir, logs, run_dir=None):
-    """Everything the page draws, from the files a run left."""
+    """Everything the page draws, from the files a run left. logs: paths,
+    each lane named after its file, or {lane name: path}."""
     modes = read_lines(os.path.join(state_dir, "modes.log"))
     if not modes:
         raise UsageError(f"{state_dir}/modes.log has nothing: `timeline.py record` writes it")
@@ -143,16 +144,20 @@ def gather(state_dir, logs, run_dir=None):
     events = [e for e in read_lines(os.path.join(state_dir, "events.log"))
               if e[0] >= start - datetime.timedelta(seconds=1)] \
         if os.path.exists(os.path.join(state_dir, "events.log")) else []
+    named = dict(logs) if isinstance(logs, dict) else {
+        os.path.splitext(os.path.basename(path))[0]: path for path in logs}
     found = sorted(glob.glob(os.path.join(run_dir, "worker-*.log"))) if run_dir else []
+    named = {**{os.path.splitext(os.path.basename(p))[0]: p for p in found}, **named}
     electors, others = {}, {}
-    for path in found + [p for p in logs if p not in found]:
-        lines = [(w, line) for w, line in read_lines(path) if start <= w <= end]
-        name = os.path.splitext(os.path.basename(path))[0]
+    for name, path in named.items():
+        lines = read_lines(path)
         if any(message(line) == "became leader" or message(line).startswith("following ")
                for _, line in lines) or path in found:
+            # Every term, also one begun before the first mode was recorded:
+            # the checker must see them all; the drawing clips them.
             electors[name] = (elector_terms(name, lines), lines)
         else:
-            others[name] = lines
+            others[name] = [(w, line) for w, line in lines if start <= w <= end]
     faults = fault_bands(events, end)
     terms = [t for ts, _ in electors.values() for t in ts]
     return {"start": start, "end": end, "servers": server_lanes(modes, faults, end),
@@ -163,6 +168,8 @@ def gather(state_dir, logs, run_dir=None):
 # --- drawing ------------------------------------------------------------------------------------
 
 LEFT, RIGHT, WIDTH = 130, 20, 1200
+# Lines drawn red: a connection or session in trouble, a write that failed.
+TROUBLE = re.compile(r"^(connection suspended|session lost|failed |unknown )")
 TEXT = 'font-family="sans-serif" font-size="12"'
 
 
@@ -181,7 +188,7 @@ def draw(data, title):
     def clock(when):
         return when.strftime("%H:%M:%S.%f")[:-3]
 
-    rows, y = [], 40
+    rows, y = [], 54
     for name, lane in data["servers"].items():
         rows.append(("server", name, lane, y))
         y += 28
@@ -195,13 +202,17 @@ def draw(data, title):
     height = y + 10
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
            f'width="{WIDTH}" height="{height}" {TEXT}>']
+    label_ends = [0.0, 0.0]   # two rows of labels, so that neighbours do not overlap
     for start_, stop, label, verb, _ in data["faults"]:
+        row = 0 if x(start_) >= label_ends[0] else 1
+        label_ends[row] = x(start_) + 3 + 6.5 * len(label) + 6
         svg.append(f'<g class="fault"><rect x="{x(start_):.1f}" y="18" '
                    f'width="{max(x(stop) - x(start_), 2):.1f}" height="{height - 18}" '
                    f'fill="#d7301f" fill-opacity="0.10" stroke="#d7301f" stroke-opacity="0.4">'
                    f'<title>{html.escape(label)}: {clock(start_)} to {clock(stop)} '
                    f'({seconds(stop, start_):.1f} s)</title></rect>'
-                   f'<text x="{x(start_) + 3:.1f}" y="31" fill="#a02010">{html.escape(label)}</text></g>')
+                   f'<text x="{x(start_) + 3:.1f}" y="{31 + 14 * row}" fill="#a02010">'
+                   f'{html.escape(label)}</text></g>')
     step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800) if span / s <= 12)
     for t in range(0, int(span) + 1, step):
         tx = LEFT + t * scale
@@ -229,8 +240,9 @@ def draw(data, title):
                            f'{html.escape(why)}</title></rect>')
         else:
             for when, line in lane:
+                colour = "#d7301f" if TROUBLE.search(message(line)) else "#3366cc"
                 svg.append(f'<line class="tick" x1="{x(when):.1f}" y1="{top + 1}" '
-                           f'x2="{x(when):.1f}" y2="{top + 15}" stroke="#3366cc" stroke-width="2">'
+                           f'x2="{x(when):.1f}" y2="{top + 15}" stroke="{colour}" stroke-width="2">'
                            f'<title>{html.escape(line)}</title></line>')
     tops = {name: top for kind, name, _, top in rows if kind == "elector"}
     for first, second, start_, stop in data["overlaps"]:
@@ -261,8 +273,9 @@ h1 {{ font-size: 18px; margin: 0 0 4px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{clock(data["start"])} to {clock(data["end"])} ({span:.0f} s). Shaded: a fault, from its
-command to its repair. Green bars: an elector's leader terms. Blue ticks: log lines.
-Point at anything for its log line.</p>
+command to its repair. Green bars: an elector's leader terms. Blue ticks: log lines
+(red: a connection suspended, a session lost, a write that failed). Point at anything
+for its log line.</p>
 {verdict}
 <p class="legend">{legend} <span><i style="background:#e00000"></i>two leaders at once</span></p>
 {"".join(svg)}
@@ -283,7 +296,7 @@ def state_dir():
     return os.environ.get("ZKDEMO_STATE_DIR") or os.path.join(REPO, ".zkdemo")
 
 
-def record(folder, lab, interval=0.5):
+def record(folder, lab, interval=0.2):
     """Append each server's mode to folder/modes.log when it changes, until
     SIGINT or SIGTERM."""
     os.makedirs(folder, exist_ok=True)
@@ -323,6 +336,12 @@ def render_png(page, png):
         raise UsageError(f"chromium could not draw {png}: {result.stderr.strip()[-300:]}")
 
 
+def shown(path):
+    """A path as a learner would type it: relative when under this folder."""
+    relative = os.path.relpath(path)
+    return relative if not relative.startswith("..") else path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="timeline.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -345,16 +364,16 @@ def main(argv=None):
             if not os.path.isfile(path):
                 raise UsageError(f"no such log: {path}")
         if args.command == "record":
-            print(f"timeline: recording the servers' modes in {folder}/modes.log; "
+            print(f"timeline: recording the servers' modes in {shown(folder)}/modes.log; "
                   "Ctrl-C to stop and draw", flush=True)
             record(folder, lab)
         page = draw(gather(folder, args.logs, run_dir), args.title)
         with open(out, "w") as f:
             f.write(page)
-        print(f"timeline: {out}")
+        print(f"timeline: {shown(out)}")
         if args.png:
             render_png(out, args.png)
-            print(f"timeline: {args.png}")
+            print(f"timeline: {shown(args.png)}")
         return 0
     except UsageError as e:
         print(f"timeline.py: {e}", file=sys.stderr)

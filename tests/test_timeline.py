@@ -137,7 +137,7 @@ def test_a_recorded_failure_run_is_drawn(scratch_ensemble, tmp_path):
                 process.terminate()
                 process.wait(30)
     page_path = os.path.join(scratch_ensemble.state_dir, "timeline.html")
-    assert f"timeline: {page_path}" in said
+    assert f"timeline: {os.path.relpath(page_path)}" in said
     data = timeline.gather(scratch_ensemble.state_dir, [str(tmp_path / "watch.log")],
                            str(tmp_path))
     labels = [band[2] for band in data["faults"]]
@@ -161,5 +161,5 @@ def test_a_recorded_failure_run_is_drawn(scratch_ensemble, tmp_path):
                             "--png", str(png), "--out", str(tmp_path / "again.html")],
                            env=env, capture_output=True, text=True, timeout=180)
     assert drawn.returncode == 0, drawn.stderr
-    assert drawn.stdout.splitlines()[-1] == f"timeline: {png}"
+    assert drawn.stdout.splitlines()[-1] == f"timeline: {timeline.shown(str(png))}"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
