@@ -8,12 +8,17 @@
 #   make down    stop the loopback ensemble
 #   make lab     zoo1-zoo3 as namespace machines at 10.0.10.101-103 (root; provision/lab.py)
 #   make lab-down  remove the lab and everything it made
+#   make chaos   a randomized fault run in the lab, checked (root; provision/chaos.py);
+#                SEED=N repeats a schedule, MINUTES=M sets its length (default 2)
 
 PYTHON ?= python3
 VENV := .venv
 CLUSTER := $(PYTHON) provision/local-cluster.py
 
-.PHONY: setup host test-setup demo down test bench lab lab-down
+SEED ?=
+MINUTES ?= 2
+
+.PHONY: setup host test-setup demo down test bench lab lab-down chaos
 
 setup: host $(VENV)/installed
 
@@ -47,3 +52,7 @@ lab:
 
 lab-down:
 	$(PYTHON) provision/lab.py down
+
+chaos:
+	bash provision/setup-host.sh --lab
+	$(PYTHON) provision/chaos.py $(if $(SEED),--seed $(SEED)) --minutes $(MINUTES)

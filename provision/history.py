@@ -99,3 +99,97 @@ def overlaps(terms, end=None):
                 found.append((first, second, second.start,
                               min(first_end, second.end or end or never)))
     return found
+
+
+# --- the chaos run's history (provision/chaos.py) ---------------------------------------------
+#
+# The writer logs each operation as `STAMP ok|failed|unknown OP PATH vN`: ok when
+# ZooKeeper acknowledged it, failed when it surely did not happen, unknown when
+# the connection broke before the answer (it may have happened). Only znodes
+# whose every operation is ok are checked against the watchers.
+
+@dataclass
+class Op:
+    when: datetime.datetime
+    outcome: str   # ok, failed or unknown
+    kind: str      # create, set or delete
+    path: str
+    version: int
+
+
+def writer_ops(lines):
+    """The writer's operations, and the paths whose every operation was ok."""
+    ops = []
+    for line in lines:
+        words = message(line).split()
+        if len(words) == 4 and words[0] in ("ok", "failed", "unknown") and words[3][:1] == "v":
+            ops.append(Op(stamp(line), words[0], words[1], words[2], int(words[3][1:])))
+    doubtful = {op.path for op in ops if op.outcome != "ok"}
+    return ops, doubtful
+
+
+def watch_window(lines, killed_at=None):
+    """When a watch.py run could be held to report changes: from its first
+    line to the end of its log, or to when its session was lost, or to when
+    its machine was halted under it."""
+    stamped = [(stamp(line), message(line)) for line in lines if line[:2] == "20"]
+    start = next((when for when, said in stamped if said.startswith("watching ")), None)
+    lost = next((when for when, said in stamped if said.startswith("session lost")), None)
+    ends = [t for t in (lost, killed_at, stamped[-1][0] if stamped else None) if t]
+    return start, min(ends) if ends else None
+
+
+def lost_events(ops, doubtful, lines, window, slack=datetime.timedelta(seconds=3)):
+    """The writer's acknowledged changes that one watch.py run never
+    reported: [(op, why)]. A change counts when it was made inside the run's
+    window (less `slack` at its end, the time a report may take). It is
+    reported by a line about its znode: created or updated to its version or
+    a later one (the later ones say how many they folded), deleted (with
+    `missed while disconnected` when the updates before it were never seen),
+    or `deleted before it could be read`; a znode created and deleted
+    between two reads, updates and all, is reported as a folded child change."""
+    start, end = window
+    if start is None:
+        return []
+    seen = {}
+    folded_after = []
+    for line in lines:
+        if line[:2] != "20":
+            continue
+        when, said = stamp(line), message(line)
+        if " child change" in said and "folded" in said:
+            folded_after.append(when)
+            continue
+        words = said.split()
+        if len(words) < 2 or not words[1].startswith("/"):
+            continue
+        path = words[1].rstrip(",")
+        version = int(words[2][1:]) if len(words) > 2 and words[2][:1] == "v" \
+            and words[2][1:].isdigit() else None
+        seen.setdefault(path, []).append((when, words[0], version, said))
+    lost = []
+    for op in ops:
+        if op.path in doubtful or not start <= op.when <= end - slack:
+            continue
+        # Any report of the path will do, even one stamped a little before the
+        # writer logged the acknowledgement: versions say what it covers.
+        reports = seen.get(op.path, [])
+        folded = any(t >= op.when for t in folded_after)
+        if op.kind == "create":
+            ok = bool(seen.get(op.path)) or folded
+        elif op.kind == "set":
+            # A znode created, updated and deleted between two reads is never
+            # seen at all: the folded child changes cover its updates too.
+            ok = any((v is not None and v >= op.version) or "deleted before it could be read" in s
+                     or (verb == "deleted" and "missed while disconnected" in s)
+                     for _, verb, v, s in reports) or (not reports and folded)
+        else:
+            ok = any(verb == "deleted" or "deleted before it could be read" in s
+                     for _, verb, v, s in reports) or folded
+        if not ok:
+            lost.append((op, f"{op.kind} {op.path} v{op.version} at {op.when} never reported"))
+    for path, reports in seen.items():
+        versions = [v for _, _, v, _ in reports if v is not None]
+        if versions != sorted(versions):
+            lost.append((None, f"{path}: versions reported out of order: {versions}"))
+    return lost

@@ -582,6 +582,19 @@ def lab_table(lab):
     rows.append(("lab partition of the leader's machine",
                  f"new ZooKeeper leader {p['to_zookeeper_leader_s']} s, new create.py leader "
                  f"{p['to_create_py_leader_s']} s ({p['session_timeout_s']:g} s sessions)"))
+    c = lab.get("chaos")
+    if c:
+        rows.append((f"chaos SEED={c['seed']} MINUTES={c['minutes']:g}",
+                     f"{sum(c['faults'].values())} faults, {c['leadership_changes']} leader "
+                     f"terms, {c['overlaps']} overlaps, {c['writes_ok']} writes, "
+                     f"{c['events_lost']} events lost"))
+        for kind, r in c["recovery"].items():
+            rows.append((f"chaos recovery after {kind} ({r['count']})",
+                         f"to a serving quorum p50 {r['to_quorum_p50']:.1f} s, max "
+                         f"{r['to_quorum_max']:.1f} s; to a create.py leader p50 "
+                         f"{r['to_leader_p50']:.1f} s, max {r['to_leader_max']:.1f} s; writes "
+                         f"stalled p50 {r['writes_stalled_p50']:.1f} s, max "
+                         f"{r['writes_stalled_max']:.1f} s"))
     return rows
 
 

@@ -12,10 +12,16 @@ Partition: with a create.py elector on every machine, the first leading on
 the ZooKeeper leader's machine, that machine is cut off; the row gives the
 time from the cut to a new ZooKeeper leader on the majority side and to a
 new create.py leader there.
+
+Chaos: `make chaos` with seed 30 for 2 minutes in a lab of its own; its
+recovery times by fault kind (p50 and max, from a fault's start to a
+serving quorum and to a new create.py leader).
 """
 
 import datetime
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -168,7 +174,20 @@ def lab_rows():
         return {"not_measured": f"the lab cannot run here: {', '.join(gone)} missing"}
     started = time.monotonic()
     rows = {"memory_256": memory_rows(256), "memory_512": memory_rows(512),
-            "partition": partition_row()}
+            "partition": partition_row(), "chaos": chaos_row()}
     rows["took_s"] = round(time.monotonic() - started)
     return rows
 
+
+
+def chaos_row(seed=30, minutes=2, name="zkdbchaos"):
+    """A chaos run's figures (provision/chaos.py writes them to chaos.json)."""
+    env = dict(os.environ, ZKDEMO_LAB=name)
+    run = subprocess.run([sys.executable, os.path.join(REPO, "provision", "chaos.py"),
+                          "--seed", str(seed), "--minutes", str(minutes)], env=env,
+                         capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
+    with open(os.path.join(REPO, ".zkdemo", f"chaos-{name}", "chaos.json")) as f:
+        figures = json.load(f)
+    if run.returncode != 0:
+        raise AssertionError(f"chaos.py failed: {figures.get('failures') or run.stderr[-500:]}")
+    return figures

@@ -195,6 +195,8 @@ def vm_steps(text):
             continue   # readers left running beside the steps: test_readme.py runs that block
         if any("provision/vm.py" in line for line in lines):
             continue   # the real VMs: tests/test_vms.py runs that block
+        if any("make chaos" in line for line in lines):
+            continue   # tests/test_chaos.py runs that block
         session, commands = None, []
         for line in lines:
             command, _, comment = line.partition("  #")

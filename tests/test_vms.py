@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import REPO, require, wait_until
+from conftest import REPO, require, stop_all, wait_until
 from test_readme import missing, sh_blocks
 
 NAME = "zkdtest-vm"
@@ -136,13 +136,7 @@ def machine_libvirtd(tmp):
         yield process
         assert process.poll() is None, "this machine's libvirtd did not survive vm.py"
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_all([process], grace=30)
         if not had_run_libvirt:
             shutil.rmtree("/run/libvirt", ignore_errors=True)
 

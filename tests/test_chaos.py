@@ -1,0 +1,197 @@
+"""provision/chaos.py: the randomized fault run and its checkers.
+
+The checkers are fed planted histories, each with one thing wrong (two
+leaders at once, a leader that never stepped down when its machine was cut
+off, a change a watch.py never reported, a session lost while the ensemble
+had a quorum, servers at different zxids, a process left running), and must
+name it; a clean history must pass. Then a short run in a lab of the tests'
+own, as a learner runs `make chaos`, must pass every check and leave the lab
+as it found it (not up).
+"""
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, require
+import chaos
+from test_lab import leftovers, what_is_missing
+from test_readme import missing, sh_blocks
+
+T0 = datetime.datetime(2026, 11, 30, 7, 0, 0)
+LAB = "zkdchaos"
+
+
+def at(seconds, text):
+    return (T0 + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] \
+        + " " + text + "\n"
+
+
+def plant(folder, files):
+    """Add lines to the run's files, each file kept in time order."""
+    for name, lines in files.items():
+        path = os.path.join(folder, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        before = open(path).readlines() if os.path.exists(path) else []
+        with open(path, "w") as f:
+            f.writelines(sorted(before + [at(*line) for line in lines], key=lambda l: l[:23]))
+
+
+def clean_history(folder):
+    """Forty seconds in which everything went right: zoo2 killed and
+    started, two electors handing over, one znode written and watched."""
+    plant(folder, {
+        "modes.log": [(0, "zoo1 follower"), (0, "zoo2 leader"), (0, "zoo3 follower"),
+                      (5.2, "zoo2 down"), (5.2, "zoo1 not serving"), (5.2, "zoo3 not serving"),
+                      (5.8, "zoo1 leader"), (5.8, "zoo3 follower"), (9, "zoo2 follower"),
+                      (40, "zoo2 follower")],
+        "events.log": [(5, "begin kill zoo2"), (5.1, "end kill zoo2"),
+                       (8, "begin start zoo2"), (8.9, "end start zoo2")],
+        "zoo1/worker-1.log": [(0.5, "staying 4.0 s"), (1, "became leader"),
+                              (4.5, "no longer leader (exiting)")],
+        "zoo2/worker-1.log": [(0.5, "staying 30.0 s"), (0.6, "following /zkdemo/node-1"),
+                              (4.6, "became leader"), (39, "no longer leader (exiting)")],
+        "zoo1/writer-1.log": [(1, "ok create /zkdemo/chaos-w1-0001 v0"),
+                              (1.25, "ok set /zkdemo/chaos-w1-0001 v1"),
+                              (1.5, "ok set /zkdemo/chaos-w1-0001 v2"),
+                              (1.75, "ok delete /zkdemo/chaos-w1-0001 v2"),
+                              (6, "unknown create /zkdemo/chaos-w1-0002 v0")],
+        "zoo3/watch-1.log": [(0.2, "watching /zkdemo; Ctrl-C to stop"),
+                             (1.01, "created /zkdemo/chaos-w1-0001 v0"),
+                             (1.3, "updated /zkdemo/chaos-w1-0001 v2 (2 updates folded into "
+                                   "one notification)"),
+                             (1.8, "deleted /zkdemo/chaos-w1-0001"), (39.5, "deleted x")],
+    })
+
+
+def checked(folder, monkeypatch, zxids=None, left=()):
+    monkeypatch.setattr(chaos, "RUN", str(folder))
+    result = {"zxids": zxids or {"zoo1": "0x1", "zoo2": "0x1", "zoo3": "0x1"},
+              "left": list(left)}
+    return chaos.analyse(1, 1, [], [], result, 40.0)
+
+
+def test_a_clean_history_passes(tmp_path, monkeypatch):
+    clean_history(tmp_path)
+    figures = checked(tmp_path, monkeypatch)
+    assert figures["failures"] == []
+    assert (figures["leadership_changes"], figures["writes_ok"], figures["writes_unsure"],
+            figures["events_lost"]) == (2, 4, 1, 0)
+    kill = figures["recovery"]["kill"]
+    assert (kill["to_quorum_max"], kill["to_leader_max"]) == (0.8, 0)
+    assert "No two electors led at once." in (tmp_path / "timeline.html").read_text()
+
+
+def test_two_leaders_at_once_are_caught(tmp_path, monkeypatch):
+    clean_history(tmp_path)
+    plant(tmp_path, {"zoo3/worker-1.log": [(2, "became leader"),
+                                           (2.5, "no longer leader (exiting)")]})
+    failures = checked(tmp_path, monkeypatch)["failures"]
+    assert failures == [f"elections: zoo1/worker-1 and zoo3/worker-1 both led for 500 ms "
+                        f"from {T0 + datetime.timedelta(seconds=2)}"]
+    assert "1 overlap of two leaders" in (tmp_path / "timeline.html").read_text()
+
+
+def test_a_stale_leader_on_a_cut_off_machine_is_caught(tmp_path, monkeypatch):
+    """zoo3's elector leads, zoo3 is cut off, and it never steps down while
+    zoo2's elector takes over on the majority side."""
+    clean_history(tmp_path)
+    plant(tmp_path, {"events.log": [(10, "begin partition zoo3"), (10.1, "end partition zoo3"),
+                                    (18, "begin heal"), (18.1, "end heal")],
+                     "zoo3/worker-1.log": [(9.5, "became leader")]})
+    failures = checked(tmp_path, monkeypatch)["failures"]
+    assert len(failures) == 1 and failures[0].startswith(
+        "elections: zoo2/worker-1 and zoo3/worker-1 both led for 29500 ms"), failures
+
+
+def test_a_lost_event_is_caught(tmp_path, monkeypatch):
+    clean_history(tmp_path)
+    plant(tmp_path, {"zoo1/writer-1.log": [(7, "ok create /zkdemo/chaos-w1-0003 v0"),
+                                           (7.25, "ok set /zkdemo/chaos-w1-0003 v1")],
+                     "zoo3/watch-1.log": [(7.1, "created /zkdemo/chaos-w1-0003 v0")]})
+    failures = checked(tmp_path, monkeypatch)["failures"]
+    assert failures == [f"watches: 1 changes never reported: zoo3/watch-1: set "
+                        f"/zkdemo/chaos-w1-0003 v1 at {T0 + datetime.timedelta(seconds=7.25)} "
+                        f"never reported"]
+
+
+def test_a_session_lost_with_a_quorum_is_caught_and_one_cut_off_is_not(tmp_path, monkeypatch):
+    clean_history(tmp_path)
+    plant(tmp_path, {"zoo3/watch-1.log": [(35, "session lost: ZooKeeper expired it, and its "
+                                               "ephemeral znodes are gone")]})
+    failures = checked(tmp_path, monkeypatch)["failures"]
+    assert len(failures) == 1 and failures[0].startswith("sessions: zoo3/watch-1: session lost")
+    # The same loss while zoo3 was cut off from the others is what ZooKeeper promises.
+    plant(tmp_path, {"events.log": [(22, "begin partition zoo3"), (22.1, "end partition zoo3"),
+                                    (36, "begin heal"), (36.1, "end heal")]})
+    assert checked(tmp_path, monkeypatch)["failures"] == []
+
+
+def test_servers_at_different_zxids_and_a_process_left_are_caught(tmp_path, monkeypatch):
+    clean_history(tmp_path)
+    failures = checked(tmp_path, monkeypatch, zxids={"zoo1": "0x5", "zoo2": "0x6", "zoo3": "0x6"},
+                       left=[("zoo1/watch-1", 4242)])["failures"]
+    assert [f.split(":")[0] for f in failures] == ["zxid", "processes"], failures
+
+
+def test_the_same_seed_gives_the_same_schedule():
+    assert chaos.schedule(30) == chaos.schedule(30)
+    assert chaos.schedule(30) != chaos.schedule(31)
+    first = chaos.schedule(30)[:5]
+    assert {kind for _, kind, _, _ in first} == set(chaos.FAULTS)   # the test run sees each
+    for _, kind, target, _ in chaos.schedule(3):
+        assert len(set(target)) == len(target) == (2 if kind == "cut link" else 1)
+
+
+def test_a_short_chaos_run_in_the_lab_passes_and_leaves_the_lab_as_it_was():
+    gone = what_is_missing()
+    require(", ".join(gone) + " (for the lab)", not gone)
+    env = dict(os.environ, ZKDEMO_LAB=LAB)
+    subprocess.run([sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
+                   env=env, capture_output=True, timeout=300)
+    assert leftovers(LAB) == []
+    # The README's command, as a learner types it, and the lines it shows.
+    (command,), expected = next((lines, expected) for lines, expected
+                                in sh_blocks(open(os.path.join(REPO, "README.md")).read())
+                                if any("make chaos" in line for line in lines))
+    assert command == "make chaos SEED=30 MINUTES=2"
+    run = subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=900, stdin=subprocess.DEVNULL)
+    said = run.stdout + run.stderr
+    print(said[-3000:], file=sys.stderr)
+    try:
+        assert run.returncode == 0, said[-3000:]
+        assert not missing(expected, said), f"never printed {missing(expected, said)}"
+        assert "chaos: every check passed: elections, watches, sessions, zxid, processes" in said
+        folder = os.path.join(REPO, ".zkdemo", f"chaos-{LAB}")
+        figures = json.load(open(os.path.join(folder, "chaos.json")))
+        assert figures["failures"] == [] and figures["seed"] == 30
+        assert set(figures["faults"]) == set(chaos.FAULTS)   # seed 30 begins with each kind
+        assert figures["writes_ok"] > 100 and figures["watchers"] >= 4
+        assert len(set(figures["zxids"].values())) == 1
+        planned = chaos.schedule(30)
+        assert [f["kind"] for f in figures["schedule"]] == \
+            [kind for _, kind, _, _ in planned[:len(figures["schedule"])]]
+        page = open(os.path.join(folder, "timeline.html")).read()
+        assert "No two electors led at once." in page and 'class="fault"' in page
+    finally:
+        if leftovers(LAB):
+            subprocess.run([sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
+                           env=env, capture_output=True, timeout=300)
+    # The lab was not up before: it is down again, with nothing left.
+    assert leftovers(LAB) == []
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--minutes", "0"], "--minutes: from 0.2 to 600"),
+    (["--seed", "x"], "argument --seed: invalid int value"),
+])
+def test_bad_arguments_get_one_line_and_exit_2(args, said):
+    run = subprocess.run([sys.executable, os.path.join(REPO, "provision", "chaos.py"), *args],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and said in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
