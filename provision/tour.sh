@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The short tour `make demo` gives once the loopback ensemble serves:
 # watch.py in the background, an election handing over, get.py, the workers
-# stopped, then / locked down and opened again. About 15 seconds.
+# stopped, then / locked down and opened again. About 15 seconds. The
+# timeline of it all is drawn to $ZKDEMO_STATE_DIR/timeline.html.
 #
 # It talks to the ensemble local-cluster.py runs ($ZKDEMO_IPS, default
 # 127.0.10.101-103), whatever ZKDEMO_HOSTS says.
@@ -16,14 +17,24 @@ py=.venv/bin/python
 say() { printf '\n--- %s\n' "$*"; }
 pause() { sleep "$1"; }   # a pause for the reader, not synchronisation
 
+# The timeline recorder notes each server's mode while the tour runs, and
+# draws the page at the end from that, watch.py's lines and the workers' logs.
+state=${ZKDEMO_STATE_DIR:-.zkdemo}
+mkdir -p "$state"
+: > "$state/tour-watch.log"
+: > "$state/tour-create.log"
+"$py" provision/timeline.py record "$state/tour-create.log" "$state/tour-watch.log" \
+    --title "The tour of make demo" >/dev/null &
+recorder_pid=$!
+
 say "watch.py reports every change under /zkdemo; its lines are marked 'watch |'"
-"$py" scripts/watch.py > >(sed -u 's/^/    watch | /') &
+"$py" scripts/watch.py > >(tee "$state/tour-watch.log" | sed -u 's/^/    watch | /') &
 watch_pid=$!
-trap 'kill "$watch_pid" 2>/dev/null || true; wait' EXIT
+trap 'kill "$watch_pid" "$recorder_pid" 2>/dev/null || true; wait' EXIT
 pause 1
 
 say "create.py 3 creates an ephemeral, sequential znode and stays 3 seconds"
-"$py" scripts/create.py 3 > >(sed -u 's/^/   create | /') &
+"$py" scripts/create.py 3 > >(tee "$state/tour-create.log" | sed -u 's/^/   create | /') &
 create_pid=$!
 pause 1
 
@@ -51,5 +62,7 @@ say "the same from 127.0.0.2, which looks like another machine: refused"
 say "acl-lockdown.py --undo opens / again"
 "$py" scripts/acl-lockdown.py --undo
 
-say "that was the tour; the README takes each script in turn"
+kill -INT "$recorder_pid"
+wait "$recorder_pid" || true
+say "that was the tour; $state/timeline.html draws it (open it in a browser); the README takes each script in turn"
 printf 'export ZKDEMO_HOSTS=%s\n' "$ZKDEMO_HOSTS"
