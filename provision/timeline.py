@@ -342,8 +342,13 @@ def shown(path):
     return relative if not relative.startswith("..") else path
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"timeline.py: {message} (see --help)\n")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="timeline.py", description=__doc__.split("\n\n")[0],
+    parser = Parser(prog="timeline.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("command", choices=("record", "draw"), metavar="COMMAND",
@@ -355,6 +360,8 @@ def main(argv=None):
     parser.add_argument("--png", metavar="FILE", help="also a PNG of the page (needs chromium)")
     parser.add_argument("--title", default="What happened to the ensemble")
     args = parser.parse_args(argv)
+    if args.lab and os.geteuid() != 0:
+        parser.exit(1, "timeline.py: --lab needs root, as the lab does\n")
     lab = importlib.import_module("lab") if args.lab else None
     folder = lab.STATE if lab else state_dir()
     out = args.out or os.path.join(folder, "timeline.html")

@@ -163,3 +163,13 @@ def test_a_recorded_failure_run_is_drawn(scratch_ensemble, tmp_path):
     assert drawn.returncode == 0, drawn.stderr
     assert drawn.stdout.splitlines()[-1] == f"timeline: {timeline.shown(str(png))}"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_bad_input_gets_one_line(tmp_path):
+    env = dict(os.environ, ZKDEMO_STATE_DIR=str(tmp_path))
+    for args, said in ((["bogus"], "invalid choice: 'bogus'"),
+                       (["draw"], f"cannot read {tmp_path}/modes.log"),
+                       (["draw", str(tmp_path / "no.log")], f"no such log: {tmp_path}/no.log")):
+        run = subprocess.run([sys.executable, TIMELINE, *args], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 2 and run.stderr.count("\n") == 1 and said in run.stderr, run
