@@ -447,8 +447,9 @@ def run(seed, minutes):
     except BaseException:
         # Interrupted, or failed, with a fault perhaps still in place: undo
         # it, so that a lab that stays up is left working.
-        say("stopped early: healing the lab")
-        heal_all(None)
+        if was_up:
+            say("stopped early: healing the lab")
+            heal_all(None)
         raise
     finally:
         runs.stop()
