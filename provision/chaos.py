@@ -406,7 +406,7 @@ def zxids():
 
 def run(seed, minutes):
     planned = schedule(seed)
-    say(f"seed {seed}, {minutes:g} minutes; the schedule starts: " +
+    say(f"seed {seed}, {minutes:g} minute{'s' if minutes != 1 else ''}; the schedule starts: " +
         ", ".join(f"{k} {'-'.join(t)}" for _, k, t, _ in planned[:6]) + ", ...")
     was_up = [m.name for m in lablib.machines() if m.is_up()]
     if len(was_up) < len(MACHINES):
@@ -601,6 +601,8 @@ def main(argv=None):
     if not 0.2 <= args.minutes <= 600:
         parser.error("--minutes: from 0.2 to 600")
     seed = args.seed if args.seed is not None else random.randrange(1, 10**6)
+    for sig in (signal.SIGINT, signal.SIGTERM):   # either stops the run, healed
+        signal.signal(sig, signal.default_int_handler)
     try:
         if os.geteuid() != 0:
             raise ChaosError("needs root, as the lab does: sudo make chaos")

@@ -12,6 +12,7 @@ as it found it (not up).
 import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -145,6 +146,34 @@ def test_the_same_seed_gives_the_same_schedule():
     assert {kind for _, kind, _, _ in first} == set(chaos.FAULTS)   # the test run sees each
     for _, kind, target, _ in chaos.schedule(3):
         assert len(set(target)) == len(target) == (2 if kind == "cut link" else 1)
+
+
+def test_ctrl_c_stops_a_run_and_leaves_nothing():
+    """Ctrl-C in the middle of a fault: the run stops at once (exit 130, no
+    traceback), and the lab it brought up goes down again with all it made."""
+    gone = what_is_missing()
+    require(", ".join(gone) + " (for the lab)", not gone)
+    env = dict(os.environ, ZKDEMO_LAB=LAB)
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "provision", "chaos.py"),
+                                "--seed", "30", "--minutes", "1"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    said = []
+    try:
+        for line in process.stdout:
+            said.append(line)
+            if line.startswith("chaos:   1 "):   # the first fault is in place
+                os.killpg(process.pid, signal.SIGINT)   # what Ctrl-C sends the terminal's group
+                break
+        said.append(process.communicate(timeout=300)[0])
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    output = "".join(said)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "taking the lab down again" in output, output
+    assert leftovers(LAB) == []
 
 
 def test_a_short_chaos_run_in_the_lab_passes_and_leaves_the_lab_as_it_was():
