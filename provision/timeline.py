@@ -103,6 +103,9 @@ def fault_bands(events, end):
         verb, *machines = command.split()
         if verb in REPAIRS and word == "begin":
             open_faults.append([when, None, verb, machines])
+        elif word == "failed" and verb in REPAIRS:
+            open_faults = [f for f in open_faults if f[1] is not None
+                           or (f[2], f[3]) != (verb, machines)]
         elif word == "end":
             for fault in open_faults:
                 if fault[1] is None and REPAIRS[fault[2]] == verb and (

@@ -80,16 +80,19 @@ def stamp():
 def recorded(folder, what):
     """Note in folder/events.log when a command that changes the ensemble
     (kill zoo2, partition zoo3, heal...) began and ended: provision/timeline.py
-    draws them as bands."""
+    draws them as bands; one that failed is noted as such, and drawn as
+    nothing. Nothing is noted where the folder does not exist."""
     def note(word):
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "events.log"), "a") as f:
-            f.write(f"{stamp()} {word} {what}\n")
+        if os.path.isdir(folder):   # not for an ensemble or lab that does not exist
+            with open(os.path.join(folder, "events.log"), "a") as f:
+                f.write(f"{stamp()} {word} {what}\n")
     note("begin")
     try:
         yield
-    finally:
-        note("end")
+    except BaseException:
+        note("failed")   # it changed nothing, or not as it meant to
+        raise
+    note("end")
 
 
 def wait_for(condition, seconds, interval=0.1):

@@ -42,7 +42,9 @@ def test_planted_faults_and_an_overlap_are_drawn_as_they_happened(tmp_path):
                        (7, "begin partition zoo3"), (7.1, "end partition zoo3"),
                        (11, "begin heal"), (11.1, "end heal"),
                        (14, "begin partition zoo1 zoo3"), (14.1, "end partition zoo1 zoo3"),
-                       (16, "begin kill zoo2"), (16.2, "end kill zoo2")],
+                       (16, "begin kill zoo2"), (16.2, "end kill zoo2"),
+                       # a command that failed draws nothing
+                       (17, "begin partition zoo1 zoo1"), (17, "failed partition zoo1 zoo1")],
         # worker-1 leads 1-4.25 s; worker-2 from 4.0 s: 250 ms of two leaders.
         "worker-1.log": [(0.5, "staying 30.0 s"), (1, "became leader"),
                          (4.25, "no longer leader (connection lost)")],
