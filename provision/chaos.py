@@ -42,7 +42,7 @@ import time
 import history
 import lab as lablib
 import timeline
-from zkensemble import REPO, wait_for
+from zkensemble import REPO, Parser, wait_for
 
 MACHINES = ("zoo1", "zoo2", "zoo3")
 HOSTS = "10.0.10.101,10.0.10.102,10.0.10.103"
@@ -578,11 +578,6 @@ def writer(argv):
             except KazooException as e:
                 log(f"failed delete {left} v0 ({type(e).__name__})")
         disconnect(zk)
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"chaos.py: {message} (see --help)\n")
 
 
 def main(argv=None):

@@ -50,7 +50,8 @@ import sys
 import threading
 import time
 
-from zkensemble import REPO, SERVING, parse_srvr, read_config, recorded, server_addresses, wait_for
+from zkensemble import (REPO, SERVING, Parser, parse_srvr, read_config, recorded,
+                        server_addresses, wait_for)
 
 LAB = os.environ.get("ZKDEMO_LAB") or "zkdemo"
 CACHE = os.environ.get("ZKDEMO_LAB_CACHE") or "/var/cache/zkdemo-lab"
@@ -657,11 +658,6 @@ def cmd_down(args):
 
 
 # --- main --------------------------------------------------------------------------------
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"lab.py: {message} (see --help)\n")
-
 
 def parse_args(argv):
     parser = Parser(prog="lab.py", description=__doc__,

@@ -34,7 +34,8 @@ import subprocess
 import sys
 import time
 
-from zkensemble import REPO, SERVING, parse_srvr, read_config, recorded, srvr_text, wait_for
+from zkensemble import (REPO, SERVING, Parser, parse_srvr, read_config, recorded, srvr_text,
+                        wait_for)
 
 DEFAULT_IPS = "127.0.10.101,127.0.10.102,127.0.10.103"
 COMMANDS = ("up", "down", "status", "start", "stop", "kill", "pause", "resume")
@@ -450,11 +451,6 @@ def tick_time(text):
     if not 10 <= value <= 60000:
         raise argparse.ArgumentTypeError(f"must be 10 to 60000 ms, got {text}")
     return value
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def parse_args(argv):

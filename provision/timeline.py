@@ -35,7 +35,7 @@ import tempfile
 import time
 
 from history import Term, message, overlaps, stamp
-from zkensemble import REPO, stamp as now_stamp
+from zkensemble import REPO, Parser, stamp as now_stamp
 
 STATES = {  # a server's state: its colour, and what the legend calls it
     "leading": ("#1b7f3b", "leading"), "following": ("#8fd18f", "following"),
@@ -343,11 +343,6 @@ def shown(path):
     """A path as a learner would type it: relative when under this folder."""
     relative = os.path.relpath(path)
     return relative if not relative.startswith("..") else path
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"timeline.py: {message} (see --help)\n")
 
 
 def main(argv=None):

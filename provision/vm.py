@@ -50,6 +50,7 @@ import time
 
 import lab
 from lab import LabError, mount_system, run, unmount, unmount_below
+from zkensemble import Parser
 
 NAME = os.environ.get("ZKDEMO_VM") or "zkdemo-vm"
 STATE = os.path.join("/var/lib/zkdemo-vm", NAME)
@@ -383,9 +384,10 @@ def cmd_down(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="vm.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="vm.py", description=__doc__.split("\n\n")[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=Parser)
     commands.add_parser("box", help="build the offline box").set_defaults(run=cmd_box)
     vagrant = commands.add_parser("vagrant", help="run vagrant in the namespace")
     vagrant.add_argument("args", nargs=argparse.REMAINDER)

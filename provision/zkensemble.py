@@ -6,6 +6,7 @@ waiting for a condition. Standard library only: both run before the .venv.
                                             (the lab runs this inside a machine)
 """
 
+import argparse
 import contextlib
 import datetime
 import os
@@ -69,6 +70,14 @@ def parse_srvr(text):
         if sep:
             info[key.strip()] = value.strip()
     return info or None
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error told in one line (exit 2), named after
+    the tool: `lab.py: ... (see --help)`, also from a subcommand's parser."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog.split()[0]}: {message} (see --help)\n")
 
 
 def stamp():
