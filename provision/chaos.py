@@ -466,10 +466,10 @@ def run(seed, minutes):
             halted = [m for m in MACHINES if m not in was_up]
             say(f"halting {' '.join(halted)} again (they were not up)")
             lab("halt", *halted, check=False)
-    return planned, done, result, time.monotonic() - started
+    return done, result, time.monotonic() - started
 
 
-def analyse(seed, minutes, planned, done, result, took):
+def analyse(seed, minutes, done, result, took):
     """The checks over the whole history, the figures, chaos.json and the timeline."""
     mode_lines = read(os.path.join(RUN, "modes.log"))
     data = timeline.gather(RUN, {**logs_of("worker"), **logs_of("watch"), **logs_of("writer")})
@@ -601,8 +601,8 @@ def main(argv=None):
     try:
         if os.geteuid() != 0:
             raise ChaosError("needs root, as the lab does: sudo make chaos")
-        planned, done, result, took = run(seed, args.minutes)
-        figures = analyse(seed, args.minutes, planned, done, result, took)
+        done, result, took = run(seed, args.minutes)
+        figures = analyse(seed, args.minutes, done, result, took)
     except (ChaosError, lablib.LabError) as e:
         print(f"chaos.py: {e}", file=sys.stderr)
         return 1

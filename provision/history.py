@@ -128,14 +128,14 @@ def writer_ops(lines):
     return ops, doubtful
 
 
-def watch_window(lines, killed_at=None):
+def watch_window(lines):
     """When a watch.py run could be held to report changes: from its first
-    line to the end of its log, or to when its session was lost, or to when
-    its machine was halted under it."""
+    line to the end of its log, or to when its session was lost (the caller
+    cuts it short where its machine was halted under it)."""
     stamped = [(stamp(line), message(line)) for line in lines if line[:2] == "20"]
     start = next((when for when, said in stamped if said.startswith("watching ")), None)
     lost = next((when for when, said in stamped if said.startswith("session lost")), None)
-    ends = [t for t in (lost, killed_at, stamped[-1][0] if stamped else None) if t]
+    ends = [t for t in (lost, stamped[-1][0] if stamped else None) if t]
     return start, min(ends) if ends else None
 
 

@@ -73,7 +73,7 @@ def checked(folder, monkeypatch, zxids=None, left=()):
     monkeypatch.setattr(chaos, "RUN", str(folder))
     result = {"zxids": zxids or {"zoo1": "0x1", "zoo2": "0x1", "zoo3": "0x1"},
               "left": list(left)}
-    return chaos.analyse(1, 1, [], [], result, 40.0)
+    return chaos.analyse(1, 1, [], result, 40.0)
 
 
 def test_a_clean_history_passes(tmp_path, monkeypatch):
