@@ -33,6 +33,7 @@ import datetime
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -201,7 +202,7 @@ def leader_machine():
     return next((name for name, mode in modes().items() if mode == "leader"), None)
 
 
-def inject(kind, target, runs):
+def inject(kind, target):
     """Make the fault; return the commands that heal it."""
     machines = [leader_machine() or "zoo1" if t == "leader" else t for t in target]
     if kind == "cut link" and machines[0] == machines[1]:
@@ -251,7 +252,7 @@ def nemesis(planned, minutes, runs):
         time.sleep(gap)   # the schedule's gap: part of the experiment, not a wait for a state
         if not wait_for(healthy, 90, 0.5):
             raise ChaosError(f"the ensemble did not recover before fault {n}: {modes()}")
-        machines, repairs = inject(kind, target, runs)
+        machines, repairs = inject(kind, target)
         say(f"{n:3} {kind} {' '.join(machines)} for {length} s")
         time.sleep(length)
         heal(repairs, runs)
@@ -280,17 +281,11 @@ def logs_of(kind):
     return found
 
 
-def halts_of(machine):
-    """When each `lab.py halt` of the machine began and ended: its processes
-    were killed in between."""
-    begun, found = None, []
-    for line in read(os.path.join(RUN, "events.log")):
-        said = history.message(line)
-        if said == f"begin halt {machine}":
-            begun = history.stamp(line)
-        elif said == f"end halt {machine}" and begun:
-            found.append((begun, history.stamp(line)))
-    return found
+def halts_of(machine, bands):
+    """When each halt of the machine began and when its command ended: its
+    processes were killed in between."""
+    return [(f.start, f.done) for f in bands if f.verb == "halt" and machine in f.machines
+            and f.done]
 
 
 def check_elections(data):
@@ -300,7 +295,7 @@ def check_elections(data):
     for name, (lane, _) in data["electors"].items():
         for term in lane:
             killed = term.end is None or term.why == "its process ended without stepping down"
-            for start, stop in halts_of(name.split("/")[0]):
+            for start, stop in halts_of(name.split("/")[0], data["faults"]):
                 if killed and term.start <= stop and (term.end is None or term.end > stop):
                     term.end, term.why = stop, "killed when its machine was halted"
             terms.append(term)
@@ -308,7 +303,7 @@ def check_elections(data):
     return terms, data["overlaps"]
 
 
-def check_watches():
+def check_watches(bands):
     ops, doubtful = [], set()
     for path in logs_of("writer").values():
         found, unsure = history.writer_ops(read(path))
@@ -319,7 +314,7 @@ def check_watches():
         lines = read(path)
         machine = name.split("/")[0]
         window = history.watch_window(lines)
-        for start, _ in halts_of(machine):
+        for start, _ in halts_of(machine, bands):
             if window[0] and window[0] <= start <= window[1]:
                 window = (window[0], start)
         watched += 1
@@ -351,9 +346,9 @@ def check_sessions(bands, quorum):
                 if "session lost" not in line or line[:2] != "20":
                     continue
                 when = history.stamp(line)
-                isolated = any(start - margin <= when and (end + margin >= when)
-                               and machine in names and verb in ("halt", "partition")
-                               for start, end, _, verb, names in bands)
+                isolated = any(f.start - margin <= when <= f.stop + margin
+                               and machine in f.machines and f.verb in ("halt", "partition")
+                               for f in bands)
                 no_quorum = any(not ok for t, ok in quorum if when - margin <= t <= when)
                 if not (isolated or no_quorum):
                     unexcused.append(f"{name}: {history.message(line)} at {when}")
@@ -368,7 +363,7 @@ def recovery(bands, quorum, terms, writes=()):
     leaders = [(t, any(x.start <= t and (x.end is None or x.end > t) for x in terms))
                for t in changes]
     rows = []
-    for start, end, label, verb, names in bands:
+    for start, end, label, verb, names, _ in bands:
         kind = verb if verb != "partition" else "cut off" if len(names) == 1 else "cut link"
         row = {"fault": label, "kind": kind}
         for key, points in (("to_quorum", quorum), ("to_leader", leaders)):
@@ -415,10 +410,11 @@ def run(seed, minutes):
             raise ChaosError("lab.py up failed (its lines above say why)")
     if not wait_for(healthy, 90, 0.5):
         raise ChaosError(f"the lab's ensemble does not serve: {modes()}")
-    for path, _ in leftovers():
-        raise ChaosError(f"a process of an earlier chaos run still runs ({path}); "
+    left = leftovers()
+    if left:
+        raise ChaosError(f"a process of an earlier chaos run still runs ({left[0][0]}); "
                          "stop it, or run `lab.py halt` on its machine")
-    subprocess.run(["rm", "-rf", RUN], check=True)
+    shutil.rmtree(RUN, ignore_errors=True)
     os.makedirs(RUN)
     runs, recorder, result = Runs(), None, {}
     started = time.monotonic()
@@ -457,7 +453,7 @@ def run(seed, minutes):
             end([recorder], signal.SIGINT, 60)   # Ctrl-C: it notes the last modes
         for name in ("modes.log", "events.log"):
             if os.path.exists(os.path.join(lablib.STATE, name)):
-                subprocess.run(["cp", os.path.join(lablib.STATE, name), RUN], check=False)
+                shutil.copy(os.path.join(lablib.STATE, name), RUN)
         result["left"] = leftovers()
         if not was_up:
             say("taking the lab down again (it was not up)")
@@ -476,7 +472,7 @@ def analyse(seed, minutes, done, result, took):
     bands = data["faults"]
     quorum = quorum_at(mode_lines)
     terms, overlapping = check_elections(data)
-    ops, doubtful, watched, lost = check_watches()
+    ops, doubtful, watched, lost = check_watches(bands)
     sessions = check_sessions(bands, quorum)
     rows = recovery(bands, quorum, terms, sorted(o.when for o in ops if o.outcome == "ok"))
     zxid = result.get("zxids", {})

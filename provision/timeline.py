@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 from history import Term, message, overlaps, stamp
 from zkensemble import REPO, Parser, stamp as now_stamp
@@ -83,41 +84,55 @@ def server_lanes(modes, faults, end):
         lane = []
         for (when, mode), following in zip(seen, seen[1:] + [(end, None)]):
             state = MODE_STATE.get(mode, "electing")
-            for start, stop, label, verb, machines in faults:
-                if name in machines and start < following[0] and when < stop:
-                    if verb == "pause" and state == "down":
+            for f in faults:
+                if name in f.machines and f.start < following[0] and when < f.stop:
+                    if f.verb == "pause" and state == "down":
                         state = "hanging"
-                    elif verb == "partition" and len(machines) == 1 and state == "electing":
+                    elif f.verb == "partition" and len(f.machines) == 1 and state == "electing":
                         state = "cut off"
             lane.append((when, following[0], state, f"{name} {mode}"))
         lanes[name] = lane
     return lanes
 
 
+class Fault(NamedTuple):
+    start: datetime.datetime   # its command began
+    stop: datetime.datetime    # the command that repairs it ended (or the run did)
+    label: str                 # kill zoo2, cut zoo3 off, cut the zoo1-zoo3 link...
+    verb: str                  # kill, pause, halt, partition, stop
+    machines: list
+    done: datetime.datetime    # its own command ended (None if it never did)
+
+
 def fault_bands(events, end):
-    """[(from, to, label, verb, machines)]: each fault from when its command
-    began to when the command that repairs it ended (or the end)."""
-    bands, open_faults = [], []
+    """Each fault, from when its command began to when the command that
+    repairs it ended (or the end); a command that failed is none."""
+    open_faults = []
     for when, line in events:
         word, _, command = message(line).partition(" ")
         verb, *machines = command.split()
         if verb in REPAIRS and word == "begin":
-            open_faults.append([when, None, verb, machines])
+            open_faults.append({"start": when, "stop": None, "verb": verb,
+                                "machines": machines, "done": None})
         elif word == "failed" and verb in REPAIRS:
-            open_faults = [f for f in open_faults if f[1] is not None
-                           or (f[2], f[3]) != (verb, machines)]
+            open_faults = [f for f in open_faults if f["stop"] is not None
+                           or (f["verb"], f["machines"]) != (verb, machines)]
         elif word == "end":
-            for fault in open_faults:
-                if fault[1] is None and REPAIRS[fault[2]] == verb and (
-                        verb == "heal" or set(machines) & set(fault[3])):
-                    fault[1] = when
-    for start, stop, verb, machines in open_faults:
-        if verb == "partition":
+            for f in open_faults:
+                if f["done"] is None and (f["verb"], f["machines"]) == (verb, machines):
+                    f["done"] = when
+                elif f["stop"] is None and REPAIRS[f["verb"]] == verb and (
+                        verb == "heal" or set(machines) & set(f["machines"])):
+                    f["stop"] = when
+    bands = []
+    for f in open_faults:
+        machines = f["machines"]
+        if f["verb"] == "partition":
             label = (f"cut {machines[0]} off" if len(machines) == 1
                      else f"cut the {'-'.join(machines)} link")
         else:
-            label = f"{verb} {' '.join(machines)}"
-        bands.append((start, stop or end, label, verb, machines))
+            label = f"{f['verb']} {' '.join(machines)}"
+        bands.append(Fault(f["start"], f["stop"] or end, label, f["verb"], machines, f["done"]))
     return bands
 
 
@@ -206,7 +221,7 @@ def draw(data, title):
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
            f'width="{WIDTH}" height="{height}" {TEXT}>']
     label_ends = [0.0, 0.0]   # two rows of labels, so that neighbours do not overlap
-    for start_, stop, label, verb, _ in data["faults"]:
+    for start_, stop, label, *_ in data["faults"]:
         row = 0 if x(start_) >= label_ends[0] else 1
         label_ends[row] = x(start_) + 3 + 6.5 * len(label) + 6
         svg.append(f'<g class="fault"><rect x="{x(start_):.1f}" y="18" '

@@ -57,8 +57,8 @@ def test_planted_faults_and_an_overlap_are_drawn_as_they_happened(tmp_path):
         "watch.log": [(1, "created /zkdemo/node-1"), (4.1, "deleted /zkdemo/node-1")],
     })
     data = timeline.gather(str(tmp_path), [str(tmp_path / "watch.log")], str(tmp_path))
-    bands = [(label, round((start - T0).total_seconds(), 2), round((end - T0).total_seconds(), 2))
-             for start, end, label, _, _ in data["faults"]]
+    bands = [(f.label, round((f.start - T0).total_seconds(), 2),
+              round((f.stop - T0).total_seconds(), 2)) for f in data["faults"]]
     assert bands == [("pause zoo1", 2, 5.95), ("cut zoo3 off", 7, 11.1),
                      ("cut the zoo1-zoo3 link", 14, 20), ("kill zoo2", 16, 20)]
     states = {name: [(s, round((a - T0).total_seconds(), 1)) for a, _, s, _ in lane]
