@@ -109,6 +109,20 @@ def test_a_stale_leader_on_a_cut_off_machine_is_caught(tmp_path, monkeypatch):
         "elections: zoo2/worker-1 and zoo3/worker-1 both led for 29500 ms"), failures
 
 
+def test_an_elector_killed_by_a_halt_led_until_the_halt(tmp_path, monkeypatch):
+    """zoo1's elector leads when zoo1 is halted and never says it stepped
+    down; its term ends when the halt did, so zoo3's, begun after the
+    halt and before zoo1's next run, is no overlap."""
+    clean_history(tmp_path)
+    plant(tmp_path, {"events.log": [(39.3, "begin halt zoo1"), (39.5, "end halt zoo1"),
+                                    (39.6, "begin up zoo1"), (39.65, "end up zoo1")],
+                     "zoo1/worker-2.log": [(39.1, "staying 5.0 s"), (39.2, "became leader"),
+                                           (39.9, "staying 5.0 s")],
+                     "zoo3/worker-1.log": [(39.7, "became leader")]})
+    figures = checked(tmp_path, monkeypatch)
+    assert figures["failures"] == [] and figures["leadership_changes"] == 4
+
+
 def test_a_lost_event_is_caught(tmp_path, monkeypatch):
     clean_history(tmp_path)
     plant(tmp_path, {"zoo1/writer-1.log": [(7, "ok create /zkdemo/chaos-w1-0003 v0"),
