@@ -43,7 +43,7 @@ import time
 import history
 import lab as lablib
 import timeline
-from zkensemble import REPO, Parser, wait_for
+from zkensemble import REPO, Parser, ToolError, UsageError, run_tool, wait_for
 
 MACHINES = ("zoo1", "zoo2", "zoo3")
 HOSTS = "10.0.10.101,10.0.10.102,10.0.10.103"
@@ -57,7 +57,7 @@ FAULTS = {"kill": 3, "pause": 2, "cut off": 2, "cut link": 2, "halt": 1}
 SESSION_TIMEOUT = 10.0   # the scripts' (zkdemo.connect)
 
 
-class ChaosError(Exception):
+class ChaosError(ToolError):
     pass
 
 
@@ -581,8 +581,8 @@ def main(argv=None):
     if argv[:1] == ["writer"]:
         return writer(argv[1:])
     parser = Parser(prog="chaos.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                    epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--seed", type=int, help="the schedule's seed (default: a random one)")
     parser.add_argument("--minutes", type=float, default=2.0,
                         help="how long the nemesis runs (default 2)")
@@ -594,16 +594,10 @@ def main(argv=None):
     seed = args.seed if args.seed is not None else random.randrange(1, 10**6)
     for sig in (signal.SIGINT, signal.SIGTERM):   # either stops the run, healed
         signal.signal(sig, signal.default_int_handler)
-    try:
-        if os.geteuid() != 0:
-            raise ChaosError("needs root, as the lab does: sudo make chaos")
-        done, result, took = run(seed, args.minutes)
-        figures = analyse(seed, args.minutes, done, result, took)
-    except (ChaosError, lablib.LabError) as e:
-        print(f"chaos.py: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    if os.geteuid() != 0:
+        raise ChaosError("needs root, as the lab does: sudo make chaos")
+    done, result, took = run(seed, args.minutes)
+    figures = analyse(seed, args.minutes, done, result, took)
     say("schedule: " + ", ".join(f"{f['kind']} {'-'.join(f['machines'])} {f['length']} s"
                                  for f in figures["schedule"]))
     say(summary(figures))
@@ -611,7 +605,7 @@ def main(argv=None):
     if args.png:
         try:
             timeline.render_png(os.path.join(RUN, "timeline.html"), args.png)
-        except timeline.UsageError as e:
+        except UsageError as e:
             print(f"chaos.py: {e}", file=sys.stderr)
     for failure in figures["failures"]:
         print(f"chaos.py: check failed: {failure}", file=sys.stderr)
@@ -622,4 +616,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("chaos.py", main))

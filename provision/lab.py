@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 
-from zkensemble import (REPO, SERVING, Parser, parse_srvr, read_config, recorded,
+from zkensemble import (REPO, SERVING, Parser, ToolError, UsageError, run_tool, parse_srvr, read_config, recorded,
                         server_addresses, wait_for)
 
 LAB = os.environ.get("ZKDEMO_LAB") or "zkdemo"
@@ -66,7 +66,7 @@ HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
 NFT_TABLE = "zkdemo_lab"
 
 
-class LabError(Exception):
+class LabError(ToolError):
     """Something the user must know or fix: one line, exit 1."""
 
 
@@ -431,10 +431,6 @@ def pick(names):
     return [every[n] for n in names]
 
 
-class UsageError(LabError):
-    pass
-
-
 # --- the network checks ---------------------------------------------------------------
 
 def lab_namespaces():
@@ -689,30 +685,21 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        if os.geteuid() != 0:
-            raise LabError("the lab needs root (namespaces, mounts, cgroups): run it with sudo")
-        for tool in ("ip", "nsenter", "unshare", "chroot", "mount"):
-            if not shutil.which(tool):
-                raise LabError(f"{tool} is not installed: the lab needs it")
-        handler = {"up": cmd_up, "status": cmd_status, "ssh": cmd_ssh, "halt": cmd_halt,
-                   "partition": cmd_partition, "heal": cmd_heal, "down": cmd_down,
-                   **dict.fromkeys(SERVER_COMMANDS, cmd_server)}
-        named = getattr(args, "machines", None) or [getattr(args, "machine", "")]
-        if args.verb in ("status", "ssh", "down") or (args.verb == "up" and not args.machines):
-            return handler[args.verb](args)
-        # A fault or its repair: provision/timeline.py draws it from events.log.
-        with recorded(STATE, " ".join([args.verb, *named]).strip()):
-            return handler[args.verb](args)
-    except UsageError as e:
-        print(f"lab.py: {e}", file=sys.stderr)
-        return 2
-    except LabError as e:
-        print(f"lab.py: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (namespaces, mounts, cgroups): run it with sudo")
+    for tool in ("ip", "nsenter", "unshare", "chroot", "mount"):
+        if not shutil.which(tool):
+            raise LabError(f"{tool} is not installed: the lab needs it")
+    handler = {"up": cmd_up, "status": cmd_status, "ssh": cmd_ssh, "halt": cmd_halt,
+               "partition": cmd_partition, "heal": cmd_heal, "down": cmd_down,
+               **dict.fromkeys(SERVER_COMMANDS, cmd_server)}
+    named = getattr(args, "machines", None) or [getattr(args, "machine", "")]
+    if args.verb in ("status", "ssh", "down") or (args.verb == "up" and not args.machines):
+        return handler[args.verb](args)
+    # A fault or its repair: provision/timeline.py draws it from events.log.
+    with recorded(STATE, " ".join([args.verb, *named]).strip()):
+        return handler[args.verb](args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("lab.py", main))

@@ -34,8 +34,8 @@ import subprocess
 import sys
 import time
 
-from zkensemble import (REPO, SERVING, Parser, parse_srvr, read_config, recorded, srvr_text,
-                        wait_for)
+from zkensemble import (REPO, SERVING, Parser, ToolError, parse_srvr, read_config, recorded,
+                        run_tool, srvr_text, wait_for)
 
 DEFAULT_IPS = "127.0.10.101,127.0.10.102,127.0.10.103"
 COMMANDS = ("up", "down", "status", "start", "stop", "kill", "pause", "resume")
@@ -57,7 +57,7 @@ LOGBACK = """\
 """
 
 
-class ClusterError(Exception):
+class ClusterError(ToolError):
     """Something the user must fix; printed as one line, exit 1."""
 
 
@@ -486,20 +486,14 @@ def main(argv=None):
     args = parse_args(argv)
     handlers = {"up": cmd_up, "down": cmd_down, "status": cmd_status,
                 "start": cmd_start, "stop": cmd_stop}
-    try:
-        ensemble = Ensemble(args.state_dir, args.ips, args.tick_time)
-        handler = handlers.get(args.command, cmd_signal)
-        if args.command not in PER_SERVER:
-            return handler(ensemble, args) or 0
-        args.server = ensemble.server(args.server).name   # `leader` names one server, once
-        with recorded(ensemble.state_dir, f"{args.command} {args.server}"):
-            return handler(ensemble, args) or 0
-    except ClusterError as e:
-        print(f"local-cluster.py: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    ensemble = Ensemble(args.state_dir, args.ips, args.tick_time)
+    handler = handlers.get(args.command, cmd_signal)
+    if args.command not in PER_SERVER:
+        return handler(ensemble, args)
+    args.server = ensemble.server(args.server).name   # `leader` names one server, once
+    with recorded(ensemble.state_dir, f"{args.command} {args.server}"):
+        return handler(ensemble, args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("local-cluster.py", main))

@@ -36,7 +36,7 @@ import time
 from typing import NamedTuple
 
 from history import Term, message, overlaps, stamp
-from zkensemble import REPO, Parser, stamp as now_stamp
+from zkensemble import REPO, Parser, UsageError, run_tool, stamp as now_stamp
 
 STATES = {  # a server's state: its colour, and what the legend calls it
     "leading": ("#1b7f3b", "leading"), "following": ("#8fd18f", "following"),
@@ -48,10 +48,6 @@ MODE_STATE = {"leader": "leading", "standalone": "leading", "follower": "followi
               "down": "down", "halted": "down"}
 # A fault, and the command that repairs it.
 REPAIRS = {"kill": "start", "stop": "start", "pause": "resume", "halt": "up", "partition": "heal"}
-
-
-class UsageError(Exception):
-    pass
 
 
 # --- reading what was recorded ---------------------------------------------------------------
@@ -362,8 +358,8 @@ def shown(path):
 
 def main(argv=None):
     parser = Parser(prog="timeline.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                    epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("command", choices=("record", "draw"), metavar="COMMAND",
                         help="record or draw")
     parser.add_argument("logs", nargs="*", metavar="LOG", help="the scripts' output, saved")
@@ -379,28 +375,21 @@ def main(argv=None):
     folder = lab.STATE if lab else state_dir()
     out = args.out or os.path.join(folder, "timeline.html")
     run_dir = os.environ.get("ZKDEMO_RUN_DIR") or f"/tmp/zkdemo-{os.getuid()}"
-    try:
-        for path in args.logs:
-            if not os.path.isfile(path):
-                raise UsageError(f"no such log: {path}")
-        if args.command == "record":
-            print(f"timeline: recording the servers' modes in {shown(folder)}/modes.log; "
-                  "Ctrl-C to stop and draw", flush=True)
-            record(folder, lab)
-        page = draw(gather(folder, args.logs, run_dir), args.title)
-        with open(out, "w") as f:
-            f.write(page)
-        print(f"timeline: {shown(out)}")
-        if args.png:
-            render_png(out, args.png)
-            print(f"timeline: {shown(args.png)}")
-        return 0
-    except UsageError as e:
-        print(f"timeline.py: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    for path in args.logs:
+        if not os.path.isfile(path):
+            raise UsageError(f"no such log: {path}")
+    if args.command == "record":
+        print(f"timeline: recording the servers' modes in {shown(folder)}/modes.log; "
+              "Ctrl-C to stop and draw", flush=True)
+        record(folder, lab)
+    page = draw(gather(folder, args.logs, run_dir), args.title)
+    with open(out, "w") as f:
+        f.write(page)
+    print(f"timeline: {shown(out)}")
+    if args.png:
+        render_png(out, args.png)
+        print(f"timeline: {shown(args.png)}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("timeline.py", main))

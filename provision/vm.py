@@ -50,7 +50,7 @@ import time
 
 import lab
 from lab import LabError, mount_system, run, unmount, unmount_below
-from zkensemble import Parser
+from zkensemble import Parser, run_tool
 
 NAME = os.environ.get("ZKDEMO_VM") or "zkdemo-vm"
 STATE = os.path.join("/var/lib/zkdemo-vm", NAME)
@@ -395,17 +395,8 @@ def main(argv=None):
     commands.add_parser("status", help="libvirtd and the domains").set_defaults(run=cmd_status)
     commands.add_parser("down", help="remove everything vm.py made").set_defaults(run=cmd_down)
     args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except lab.UsageError as e:
-        print(f"vm.py: {e}", file=sys.stderr)
-        return 2
-    except LabError as e:
-        print(f"vm.py: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return args.run(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("vm.py", main))

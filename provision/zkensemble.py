@@ -72,6 +72,26 @@ def parse_srvr(text):
     return info or None
 
 
+class ToolError(Exception):
+    """Something the user must know or fix: one line on stderr, exit 1."""
+
+
+class UsageError(ToolError):
+    """Bad input that only shows after parsing: one line, exit 2."""
+
+
+def run_tool(prog, main):
+    """Run a tool's main() and give its exit code: an error it expects is one
+    line on stderr, named after the tool; Ctrl-C ends quietly with 130."""
+    try:
+        return main() or 0
+    except ToolError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else 1
+    except KeyboardInterrupt:
+        return 130
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with a usage error told in one line (exit 2), named after
     the tool: `lab.py: ... (see --help)`, also from a subcommand's parser."""
