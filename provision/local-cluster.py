@@ -34,8 +34,8 @@ import subprocess
 import sys
 import time
 
-from zkensemble import (REPO, SERVING, Parser, ToolError, parse_srvr, read_config, recorded,
-                        run_tool, srvr_text, wait_for)
+from zkensemble import (REPO, SERVING, Parser, ToolError, UsageError, parse_srvr, read_config,
+                        recorded, run_tool, srvr_text, wait_for)
 
 DEFAULT_IPS = "127.0.10.101,127.0.10.102,127.0.10.103"
 COMMANDS = ("up", "down", "status", "start", "stop", "kill", "pause", "resume")
@@ -237,7 +237,7 @@ class Ensemble:
             if which in (s.name, str(s.myid)):
                 return s
         names = ", ".join(f"{s.myid} ({s.name})" for s in self.servers)
-        raise ClusterError(f"no server {which!r}: choose one of {names}, or leader")
+        raise UsageError(f"no server {which!r}: choose one of {names}, or leader")
 
     def hosts(self):
         return ",".join(s.address for s in self.servers)

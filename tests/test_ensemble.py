@@ -157,7 +157,7 @@ def test_usage_errors(tmp_path, args, message):
 def test_kill_of_an_unknown_server(tmp_path):
     result = subprocess.run([sys.executable, CLUSTER, "kill", "7", "--state-dir", str(tmp_path)],
                             capture_output=True, text=True, timeout=30)
-    assert result.returncode == 1
+    assert result.returncode == 2   # a usage error, as a bad argument is
     assert result.stderr == ("local-cluster.py: no server '7': choose one of 1 (zoo1), 2 (zoo2), "
                              "3 (zoo3), or leader\n")
 
