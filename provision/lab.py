@@ -38,6 +38,7 @@ names the lab (default zkdemo); the tests use one of their own.
 """
 
 import argparse
+import contextlib
 import glob
 import hashlib
 import json
@@ -208,32 +209,18 @@ def base_root():
     started = time.monotonic()
     say(f"debootstrap {SUITE} into {base} (once; a minute or two)")
     run("debootstrap", "--variant=minbase", SUITE, base, host_mirror(), timeout=1200)
-    mounts = mount_system(base)
-    try:
-        shutil.copy("/etc/resolv.conf", os.path.join(base, "etc/resolv.conf"))
-        policy = os.path.join(base, "usr/sbin/policy-rc.d")
-        with open(policy, "w") as f:
-            f.write("#!/bin/sh\nexit 101\n")  # installing must start no service here
-        os.chmod(policy, 0o755)
-        env = ["env", "-i", f"PATH={PATH}", "HOME=/root", "LANG=C.UTF-8",
-               "DEBIAN_FRONTEND=noninteractive"]
-        if os.path.exists(HOST_CA):
-            shutil.copy(HOST_CA, os.path.join(base, "etc/zkdemo-host-ca.crt"))
-            env.append("PIP_CERT=/etc/zkdemo-host-ca.crt")
+    with installing(base) as chroot:
         say(f"installing {' '.join(PACKAGES)} in the root")
-        run("chroot", base, *env, "apt-get", "install", "-y", "-qq", "--no-install-recommends",
-            *PACKAGES, timeout=1200)
-        run("chroot", base, *env, "apt-get", "clean")
+        run(*chroot, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES,
+            timeout=1200)
+        run(*chroot, "apt-get", "clean")
         say(f"making {VENV} from requirements.txt in the root")
         shutil.copy(os.path.join(REPO, "requirements.txt"), os.path.join(base, "tmp/requirements.txt"))
-        run("chroot", base, *env, "python3", "-m", "venv", VENV)
-        run("chroot", base, *env, f"{VENV}/bin/pip", "install", "-q", "--disable-pip-version-check",
+        run(*chroot, "python3", "-m", "venv", VENV)
+        run(*chroot, f"{VENV}/bin/pip", "install", "-q", "--disable-pip-version-check",
             "-r", "/tmp/requirements.txt", timeout=600)
         os.replace(os.path.join(base, "tmp/requirements.txt"),
                    os.path.join(base, VENV.lstrip("/"), "requirements.txt"))
-        os.remove(policy)
-    finally:
-        unmount(mounts)
     open(done, "w").close()
     say(f"root ready in {time.monotonic() - started:.0f} s")
     return base
@@ -268,6 +255,30 @@ def mount_system(root):
         run("mount", *options, source, point)
         points.append(point)
     return points
+
+
+@contextlib.contextmanager
+def installing(root):
+    """A root made ready for apt and pip: /proc and /dev mounted, this
+    machine's DNS and CA bundle, and no service started by what is installed.
+    Gives the command that runs something in it."""
+    mounts = mount_system(root)
+    policy = os.path.join(root, "usr/sbin/policy-rc.d")
+    try:
+        shutil.copy("/etc/resolv.conf", os.path.join(root, "etc/resolv.conf"))
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod(policy, 0o755)
+        chroot = ["chroot", root, "env", "-i", f"PATH={PATH}", "HOME=/root", "LANG=C.UTF-8",
+                  "DEBIAN_FRONTEND=noninteractive"]
+        if os.path.exists(HOST_CA):
+            shutil.copy(HOST_CA, os.path.join(root, "etc/zkdemo-host-ca.crt"))
+            chroot.append("PIP_CERT=/etc/zkdemo-host-ca.crt")
+        yield chroot
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(policy)
+        unmount(mounts)
 
 
 # --- the machines --------------------------------------------------------------------

@@ -49,7 +49,7 @@ import sys
 import time
 
 import lab
-from lab import LabError, mount_system, run, unmount, unmount_below
+from lab import LabError, run, unmount_below
 from zkensemble import Parser, run_tool
 
 NAME = os.environ.get("ZKDEMO_VM") or "zkdemo-vm"
@@ -138,26 +138,15 @@ def cmd_box(args):
     os.makedirs(work)
     say(f"copying the lab's root {base}")
     run("cp", "-a", base, root, timeout=600)
-    mounts = mount_system(root)
-    try:
-        shutil.copy("/etc/resolv.conf", os.path.join(root, "etc/resolv.conf"))
-        policy = os.path.join(root, "usr/sbin/policy-rc.d")
-        with open(policy, "w") as f:
-            f.write("#!/bin/sh\nexit 101\n")   # installing must start no service here
-        os.chmod(policy, 0o755)
-        chroot = ["chroot", root, "env", "-i", f"PATH={lab.PATH}", "HOME=/root", "LANG=C.UTF-8",
-                  "DEBIAN_FRONTEND=noninteractive"]
+    with lab.installing(root) as chroot:
         say(f"installing {' '.join(BOX_PACKAGES)} in it")
         run(*chroot, "apt-get", "update", "-qq", timeout=600)
         run(*chroot, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *BOX_PACKAGES,
             timeout=1200)
         run(*chroot, "apt-get", "clean")
-        os.remove(policy)
         say("adding the vagrant user, its key and passwordless sudo")
         run(*chroot, "useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "vagrant")
         run(*chroot, "sh", "-c", "printf 'vagrant:vagrant\\nroot:vagrant\\n' | chpasswd")
-    finally:
-        unmount(mounts)
     configure_box_root(root)
     image = os.path.join(work, "box.img")
     say("writing the disk image (mkfs.ext4 -d, no loop device)")
