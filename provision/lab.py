@@ -51,8 +51,8 @@ import sys
 import threading
 import time
 
-from zkensemble import (REPO, SERVING, Parser, ToolError, UsageError, run_tool, parse_srvr, read_config, recorded,
-                        server_addresses, wait_for)
+from zkensemble import (REPO, SERVING, Parser, ToolError, UsageError, parse_srvr, read_config,
+                        recorded, run_tool, server_addresses, wait_for)
 
 LAB = os.environ.get("ZKDEMO_LAB") or "zkdemo"
 CACHE = os.environ.get("ZKDEMO_LAB_CACHE") or "/var/cache/zkdemo-lab"
