@@ -42,6 +42,7 @@ class Watcher:
         self.root_exists = None    # None until the first read
         self.root_czxid = None     # the zxid that created the /zkdemo we know
         self.disconnected = False
+        self.listed = False        # the first listing is complete
         self.events = queue.Queue()
 
     # kazoo calls these from its own thread: they only queue work for main().
@@ -149,11 +150,15 @@ class Watcher:
             log(f"updated {path} {text}{note}{label}")
         return True
 
-    def reread_everything(self):
-        """After a reconnect: compare the whole tree with what we knew."""
-        self.read_children(label="  (missed while disconnected)")
+    def list_everything(self):
+        """The first listing, or, after a reconnect, the whole tree compared
+        with what we knew. A listing that a lost connection cut short is
+        finished as it began: what was there already is `present`."""
+        label = "  (missed while disconnected)" if self.listed else ""
+        self.read_children(verb="created" if self.listed else "present", label=label)
         for path in list(self.known):
-            self.read_data(path, label="  (missed while disconnected)")
+            self.read_data(path, label=label)
+        self.listed = True
 
 
 def main():
@@ -162,14 +167,16 @@ def main():
     zk = watcher.zk = connect(args, on_state=watcher.on_state)
     try:
         log(f"watching {ROOT}; Ctrl-C to stop")
-        watcher.read_children(verb="present")
+        # The first listing is queued as every later read is: when the
+        # connection drops during it, it is done again on reconnecting.
+        watcher.events.put(("reconnected", None))
         while True:
             kind, path = watcher.events.get()
             try:
-                if kind == "children":
+                if kind == "reconnected" or (kind == "children" and not watcher.listed):
+                    watcher.list_everything()
+                elif kind == "children":
                     watcher.read_children()
-                elif kind == "reconnected":
-                    watcher.reread_everything()
                 elif not watcher.read_data(path) and kind == "changed":
                     # Told of an update, then the znode went before we could
                     # read it: the update is reported, its data never seen.

@@ -260,3 +260,34 @@ def test_status_names_a_leader_that_hangs_and_scripts_stop_at_once(scratch_ensem
     finally:
         for pid in pids.values():
             os.kill(pid, signal.SIGCONT)
+
+
+def test_watch_py_whose_first_listing_a_lost_connection_cuts_short_lists_again(
+        scratch_ensemble, scripts, zk_factory):
+    """watch.py's server dies while it is still reading its first listing
+    (seen in `make bench`: it exited 1, `lost the connection`): once its
+    server is back it finishes the listing, each znode `present` once, none
+    as `missed`."""
+    scratch_ensemble.up(tick_ms=200)
+    scratch_ensemble.wait_serving()
+    zk = zk_factory(scratch_ensemble.hosts)
+    zk.ensure_path("/zkdemo")
+    count = 3000   # read in about 0.4 s here: long enough to be cut short
+    for first in range(0, count, 500):
+        for made in [zk.create_async(f"/zkdemo/c{n:05d}", b"x" * 1000)
+                     for n in range(first, min(count, first + 500))]:
+            made.get()
+    watch = scripts("watch.py", "--hosts", scratch_ensemble.address("zoo1"))
+    watch.wait_for(lambda m: m.startswith("watching "))
+    os.kill(scratch_ensemble.pids()["zoo1"], signal.SIGKILL)
+    watch.wait_for(lambda m: m.startswith("connection suspended"))
+    before = watch.count(lambda m: m.startswith("present "))
+    assert before < count, "the listing ended before the server died: nothing was tested"
+    scratch_ensemble.run("start", "1")   # zoo2 and zoo3 kept the quorum, and its session
+    watch.wait_for(lambda m: m == "reconnected (same session)", timeout=15)
+    wait_until(lambda: watch.count(lambda m: m.startswith("present ")) >= count, 15,
+               what="the listing to be finished")
+    present = [m.split()[1] for m in watch.messages() if m.startswith("present ")]
+    assert sorted(present) == [f"/zkdemo/c{n:05d}" for n in range(count)]
+    assert not any("missed while disconnected" in m for m in watch.messages()), watch.lines[-5:]
+    assert watch.stop() == 143
