@@ -43,6 +43,9 @@ QUIET_S = 0.15
 # Every process the bench starts. Each step stops its own; main() stops
 # whatever a failed step left, so that nothing outlives the bench.
 STARTED = []
+# The measured processes, in the order started: a step that fails prints the
+# last lines of each it ran.
+MEASURED = []
 
 
 class Proc(OutputProcess):
@@ -51,8 +54,30 @@ class Proc(OutputProcess):
 
     def __init__(self, command, env=None):
         super().__init__(command, dict(env or {}, ZKDEMO_LOG_PRECISION="us"))
+        self.name = os.path.basename(next((a for a in command if a.endswith(".py")), command[0]))
         STARTED.append(self.proc)
+        MEASURED.append(self)
 
+    def tail(self, count=12):
+        """Its last lines, stdout and stderr, for a step that failed."""
+        if self.proc.poll() is None:
+            self.stop()
+        elif not self.stderr and self.proc.stderr and not self.proc.stderr.closed:
+            self.stderr = self.proc.stderr.read()
+        said = self.lines[-count:] + [f"stderr: {line}" for line in
+                                      self.stderr.splitlines()[-count:]]
+        return (f"{self.name} (pid {self.proc.pid}, exit {self.proc.returncode}), "
+                f"its last lines:\n" + "\n".join(f"    {line}" for line in said or ["(none)"]))
+
+
+    def first(self, text, since=0):
+        """Its first line from `since` on that holds `text`; None while there is
+        none, and an error once it has exited without one."""
+        found = next((line for line in self.lines[since:] if text in line), None)
+        if found is None and self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited {self.proc.returncode} "
+                                 f"without saying {text!r}")
+        return found
 
     def said(self, text, since=0):
         return [line for line in self.lines[since:] if message(line) == text]
@@ -621,13 +646,18 @@ def main():
 
     def measure(key, step, into=None):
         """Run one step; a failure is recorded (table and JSON), not raised."""
-        started = time.monotonic()
+        started, first = time.monotonic(), len(MEASURED)
         try:
             value = step()
         except Exception as e:   # noqa: BLE001 - any failure of a step is reported
             reason = (f"{type(e).__name__}: {e}".splitlines() or [type(e).__name__])[0]
             results["failed"][key] = reason
             print(f"bench: {key} FAILED: {reason}", file=sys.stderr)
+            ran = MEASURED[first:]
+            if len(ran) > 10:
+                print(f"bench: {key}: {len(ran) - 10} earlier processes not shown", file=sys.stderr)
+            for process in ran[-10:]:
+                print(f"bench: {key}: {process.tail()}", file=sys.stderr)
             return
         if into is None:
             results[key] = value
@@ -692,8 +722,7 @@ def reconnect_rows(ensemble, outages=(5, 30, 60)):
             # The scripts ask for 10 s; the servers grant at most 20 ticks.
             row = {"outage_s": outage, "session_timeout_s": min(10.0, 20 * TICK_MS / 1000)}
             for name, process, mark in zip(("create.py", "watch.py"), processes, marks):
-                line = wait_for(lambda: next((m for m in process.lines[mark:]
-                                              if "reconnected" in m), None), 120,
+                line = wait_for(lambda: process.first("reconnected", mark), 120,
                                 f"{name} to reconnect")
                 back = round(stamp(line).timestamp() - quorum, 2)
                 row[name] = (f"{back} s" if message(line) == "reconnected (same session)"
