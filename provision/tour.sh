@@ -14,28 +14,49 @@ ZKDEMO_HOSTS=$(sed 's/,/:2181,/g; s/$/:2181/' <<<"$ips")
 export ZKDEMO_HOSTS
 py=.venv/bin/python
 
-say() { printf '\n--- %s\n' "$*"; }
+say() { printf '\n--- %s\n' "$*" 2>/dev/null || exit 141; }   # its reader gone: end, cleanly
 pause() { sleep "$1"; }   # a pause for the reader, not synchronisation
 
 # The timeline recorder notes each server's mode while the tour runs, and
 # draws the page at the end from that, watch.py's lines and the workers' logs.
 state=${ZKDEMO_STATE_DIR:-.zkdemo}
 mkdir -p "$state"
+# The tour's workers are recorded in a folder of its own, so that stopping
+# them never touches workers you started yourself.
+export ZKDEMO_RUN_DIR="$state/tour-workers"
+"$py" scripts/create-stop.py >/dev/null 2>&1 || true   # an interrupted tour's, if any
+rm -rf "$ZKDEMO_RUN_DIR"
+started=()
+# However the tour ends (done, Ctrl-C, SIGTERM, SIGHUP, its reader gone),
+# everything it started is stopped: its workers, create.py, watch.py and the
+# recorder. Nothing is printed from here: the reader may be gone.
+stop_everything() {
+    trap '' INT TERM HUP PIPE
+    "$py" scripts/create-stop.py >/dev/null 2>&1 || true
+    [ ${#started[@]} -eq 0 ] || kill "${started[@]}" 2>/dev/null || true
+    wait
+}
+trap stop_everything EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 : > "$state/tour-watch.log"
 : > "$state/tour-create.log"
 "$py" provision/timeline.py record "$state/tour-create.log" "$state/tour-watch.log" \
     --title "The tour of make demo" >/dev/null &
 recorder_pid=$!
+started+=("$recorder_pid")
 
 say "watch.py reports every change under /zkdemo; its lines are marked 'watch |'"
 "$py" scripts/watch.py > >(tee "$state/tour-watch.log" | sed -u 's/^/    watch | /') &
-watch_pid=$!
-trap 'kill "$watch_pid" "$recorder_pid" 2>/dev/null || true; wait' EXIT
+started+=($!)
 pause 1
 
 say "create.py 3 creates an ephemeral, sequential znode and stays 3 seconds"
 "$py" scripts/create.py 3 > >(tee "$state/tour-create.log" | sed -u 's/^/   create | /') &
 create_pid=$!
+started+=("$create_pid")
 pause 1
 
 say "create-start.py 3: three workers run create.py over and over; they queue up behind it"

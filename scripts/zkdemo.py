@@ -7,7 +7,7 @@ the plumbing they all need lives here once:
 - connect(), which starts a kazoo client, logs its connection states
   (suspended, lost, reconnected) and fails with one line when no server answers;
 - log(), which prints one timestamped line;
-- run(), which turns Ctrl-C and SIGTERM into a quiet exit after the script's
+- run(), which turns Ctrl-C, SIGTERM and SIGHUP into a quiet exit after the script's
   own clean-up, and expected failures into one line on stderr.
 """
 
@@ -63,7 +63,8 @@ class UserError(Exception):
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that `finally` blocks clean up."""
+    """SIGTERM or SIGHUP (the terminal closed), raised in the main thread so
+    that `finally` blocks clean up; args[0] is the signal's number."""
 
 
 # --- output ------------------------------------------------------------------
@@ -457,20 +458,21 @@ def still_ours(record):
 # --- running a script ---------------------------------------------------------
 
 def _terminate(signum, frame):
-    raise Terminated
+    raise Terminated(signum)
 
 
 def run(main):
-    """Run main(); exit quietly on Ctrl-C or SIGTERM, with one line on errors."""
+    """Run main(); exit quietly on Ctrl-C, SIGTERM or SIGHUP, with one line on errors."""
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     # Ctrl-C, even when started from a shell script's `&`, which ignores SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = main()
     except KeyboardInterrupt:
         code = 130
-    except Terminated:
-        code = 143
+    except Terminated as e:
+        code = 128 + e.args[0]   # 143 for SIGTERM, 129 for SIGHUP, as a shell reports them
     except UserError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         code = e.code
@@ -483,8 +485,8 @@ def run(main):
     finally:
         # The clean-up is done. A signal from now on, while Python shuts down
         # (and waits for kazoo's threads), simply ends the process.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
     sys.exit(code or 0)
 
 

@@ -14,7 +14,7 @@ import pytest
 from kazoo.exceptions import ConnectionLoss, NodeExistsError, SessionExpiredError
 from kazoo.security import OPEN_ACL_UNSAFE
 
-from conftest import TIMESTAMP, run_script, script_command, wait_until
+from conftest import REPO, TIMESTAMP, processes_with, run_script, script_command, wait_until
 from history import stamp
 
 SCRIPTS = ["watch.py", "create.py", "get.py", "create-start.py", "create-stop.py",
@@ -408,3 +408,36 @@ def test_create_with_acls_shows_allowed_and_denied(ensemble, zk):
         "read local-only", "list children of local-only", "write local-only",
         "create a child of local-only", "change the ACL of local-only"]
     assert zk.get_children("/zkdemo") == []  # it cleaned up after itself
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP", "| head -n 3"])
+def test_the_tour_stopped_at_any_moment_leaves_nothing_running(ensemble, tmp_path, how):
+    """`make demo`'s tour stopped while its workers run (SIGTERM, SIGHUP), or
+    read through `head`, which leaves after three lines: its workers, its
+    create.py, watch.py and the recorder all stop."""
+    env = dict(os.environ, ZKDEMO_IPS=",".join(ensemble.ips), ZKDEMO_STATE_DIR=str(tmp_path))
+    tour = os.path.join(REPO, "provision", "tour.sh")
+    if how.startswith("|"):
+        run = subprocess.run(["bash", "-c", f"bash {tour} {how}"], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert len(run.stdout.splitlines()) == 3, run.stdout
+    else:
+        process = subprocess.Popen(["bash", tour], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        try:
+            said = []
+            for line in process.stdout:
+                said.append(line)
+                if line.startswith("started 3 workers"):
+                    process.send_signal(getattr(signal, how))
+                    break
+            said.append(process.communicate(timeout=60)[0])
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        assert any(line.startswith("started 3 workers") for line in said), "".join(said)
+        assert process.returncode == 128 + getattr(signal, how), "".join(said)
+    wait_until(lambda: processes_with("ZKDEMO_STATE_DIR", str(tmp_path)) == [], 30,
+               what="everything the tour started to stop")
