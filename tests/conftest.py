@@ -146,13 +146,50 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped under CI=true, which allows no skip: {reason}"
 
 
-def _interrupt_on_sigterm(signum, frame):
+def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+_CONFIG = []
+
+
 def pytest_configure(config):
-    # A CI timeout sends SIGTERM: turn it into Ctrl-C, so fixtures still tear down.
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    # A CI timeout sends SIGTERM, a closed terminal SIGHUP: turn each into
+    # Ctrl-C, so fixtures still tear down.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    _CONFIG.append(config)
+
+
+def tell(line):
+    """A line shown in the run's output whatever pytest captures: what a
+    fixture found left by an earlier run, how long the VMs took."""
+    reporter = _CONFIG[0].pluginmanager.get_plugin("terminalreporter") if _CONFIG else None
+    if reporter:
+        reporter.write_line(line)
+    else:
+        print(line, file=sys.stderr)
+
+
+def processes_with(variable, value):
+    """The pids of every process with variable=value in its environment: what
+    a run started under that setting and is still running, wherever it is."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if f"{variable}={value}".encode() in f.read().split(b"\0"):
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def removed_leftovers(what, down):
+    """Tell what a `down` run before a fixture's `up` removed, if anything."""
+    said = (down.stdout + down.stderr).strip()
+    if down.returncode != 0 or "nothing to take down" not in said:
+        tell(f"{what}: an earlier run left something behind; {said}")
 
 
 @pytest.fixture(scope="session")
