@@ -28,7 +28,6 @@ import importlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -312,10 +311,9 @@ def state_dir():
 
 def record(folder, lab, interval=0.2):
     """Append each server's mode to folder/modes.log when it changes, until
-    SIGINT or SIGTERM."""
+    SIGINT, SIGTERM or SIGHUP (run_tool takes each as Ctrl-C, also when
+    started in the background)."""
     os.makedirs(folder, exist_ok=True)
-    for sig in (signal.SIGINT, signal.SIGTERM):   # SIGINT too, when started in the background
-        signal.signal(sig, signal.default_int_handler)
     last = {}
     with open(os.path.join(folder, "modes.log"), "w") as out:
         try:

@@ -9,8 +9,11 @@ waiting for a condition. Standard library only: both run before the .venv.
 import argparse
 import contextlib
 import datetime
+import errno
 import os
+import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -82,7 +85,9 @@ class UsageError(ToolError):
 
 def run_tool(prog, main):
     """Run a tool's main() and give its exit code: an error it expects is one
-    line on stderr, named after the tool; Ctrl-C ends quietly with 130."""
+    line on stderr, named after the tool; Ctrl-C, SIGTERM and SIGHUP end it
+    quietly with 130, each after the tool's own clean-up."""
+    stop_as_ctrl_c()
     try:
         return main() or 0
     except ToolError as e:
@@ -90,6 +95,114 @@ def run_tool(prog, main):
         return 2 if isinstance(e, UsageError) else 1
     except KeyboardInterrupt:
         return 130
+
+
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# The first stop signal raises KeyboardInterrupt; any later one, and any that
+# comes during a clean-up, is held: the tool is on its way out, and a second
+# Ctrl-C (a terminal sends it to the whole group; make passes SIGTERM on)
+# must not cut short what stops what it started.
+_STOPPING = {"stopping": False, "holding": 0, "held": []}
+
+
+def _stop(signum, frame):
+    if _STOPPING["stopping"] or _STOPPING["holding"]:
+        _STOPPING["held"].append(signum)
+        return
+    _STOPPING["stopping"] = True
+    raise KeyboardInterrupt
+
+
+def cleaning_up_now():
+    """True during a clean-up (or once the tool is stopping): a command
+    started now gets a process group of its own, so that a second Ctrl-C at
+    the terminal does not reach it."""
+    return _STOPPING["stopping"] or _STOPPING["holding"] > 0
+
+
+class _Unread:
+    """A standard stream that falls silent once its reader has gone (the tool's
+    output piped into `head`, a parent killed, the terminal closed): instead of
+    raising in the middle of a clean-up, what follows goes to /dev/null, and
+    so does the output of any process started from then on."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def _quiet(self, method, *args):
+        try:
+            return getattr(self._stream, method)(*args)
+        except OSError as e:   # EPIPE from a pipe, EIO from a terminal that has gone
+            if e.errno not in (errno.EPIPE, errno.EIO):
+                raise
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+            return getattr(self._stream, method)(*args)
+
+    def write(self, text):
+        return self._quiet("write", text)
+
+    def flush(self):
+        return self._quiet("flush")
+
+
+def stop_as_ctrl_c():
+    """SIGTERM (a kill, a CI's time limit) and SIGHUP (a closed terminal) stop
+    the tool as Ctrl-C does: KeyboardInterrupt, so that every `finally` runs
+    and stops what the tool started. SIGINT too, in case the tool was started
+    where it is ignored (a background job of a script); SIGHUP not when it is
+    ignored (`nohup`). Output to a reader that has gone is dropped, not raised."""
+    for sig in STOPS:
+        if not (sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN):
+            signal.signal(sig, _stop)
+    if not isinstance(sys.stdout, _Unread):
+        sys.stdout, sys.stderr = _Unread(sys.stdout), _Unread(sys.stderr)
+
+
+def run_to_its_end(command, timeout=None, grace=600, **kwargs):
+    """subprocess.run for a tool that cleans up after itself (lab.py up,
+    chaos.py): when this process is stopped (Ctrl-C, SIGTERM, SIGHUP), the
+    tool gets SIGTERM too, in case the signal was not sent to it, and is
+    waited for, up to `grace` seconds, while it cleans up. subprocess.run
+    would SIGKILL it a quarter of a second later, in the middle of that."""
+    process = None
+    try:
+        process = subprocess.Popen(command, **kwargs)
+        out, err = process.communicate(timeout=timeout)
+    except KeyboardInterrupt:
+        with cleaning_up():
+            if process:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.communicate(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.communicate()
+        raise
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+@contextlib.contextmanager
+def cleaning_up():
+    """A clean-up that a second Ctrl-C (or SIGTERM, SIGHUP) must not cut
+    short: the stop signals that arrive during it are held, and raised as
+    KeyboardInterrupt once it is done, unless the tool is stopping already."""
+    _STOPPING["holding"] += 1
+    try:
+        yield
+    finally:
+        _STOPPING["holding"] -= 1
+    if _STOPPING["held"] and not _STOPPING["holding"] and not _STOPPING["stopping"]:
+        _STOPPING["stopping"] = True
+        raise KeyboardInterrupt
 
 
 class Parser(argparse.ArgumentParser):
