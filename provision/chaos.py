@@ -43,7 +43,8 @@ import time
 import history
 import lab as lablib
 import timeline
-from zkensemble import REPO, Parser, ToolError, UsageError, run_tool, wait_for
+from zkensemble import (REPO, Parser, ToolError, UsageError, cleaning_up, cleaning_up_now,
+                        run_to_its_end, run_tool, wait_for)
 
 MACHINES = ("zoo1", "zoo2", "zoo3")
 HOSTS = "10.0.10.101,10.0.10.102,10.0.10.103"
@@ -67,7 +68,8 @@ def say(message):
 
 def lab(*args, check=True):
     result = subprocess.run([sys.executable, LAB_PY, *args], capture_output=True, text=True,
-                            timeout=600, stdin=subprocess.DEVNULL)
+                            timeout=600, stdin=subprocess.DEVNULL,
+                            process_group=0 if cleaning_up_now() else None)
     if check and result.returncode != 0:
         raise ChaosError(f"lab.py {' '.join(args)}: {(result.stderr or result.stdout).strip()}")
     return result
@@ -227,11 +229,14 @@ def heal(commands, runs):
             runs.start_machine(command[1])
 
 
-def heal_all(runs):
+def heal_all(runs, only=None):
     """Every cut mended, every server running, every machine up (with its
-    electors and watch.py again, when `runs` is given)."""
+    electors and watch.py again, when `runs` is given); of the machines not
+    up, only those named in `only`, when it is given."""
     lab("heal", check=False)
     for machine in lablib.machines():
+        if only is not None and machine.name not in only:
+            continue
         if not machine.is_up():
             if runs:
                 heal([("up", machine.name)], runs)
@@ -404,21 +409,25 @@ def run(seed, minutes):
     say(f"seed {seed}, {minutes:g} minute{'s' if minutes != 1 else ''}; the schedule starts: " +
         ", ".join(f"{k} {'-'.join(t)}" for _, k, t, _ in planned[:6]) + ", ...")
     was_up = [m.name for m in lablib.machines() if m.is_up()]
-    if len(was_up) < len(MACHINES):
-        say("bringing the lab up (lab.py up)")
-        if subprocess.run([sys.executable, LAB_PY, "up"], stdin=subprocess.DEVNULL).returncode:
-            raise ChaosError("lab.py up failed (its lines above say why)")
-    if not wait_for(healthy, 90, 0.5):
-        raise ChaosError(f"the lab's ensemble does not serve: {modes()}")
     left = leftovers()
     if left:
         raise ChaosError(f"a process of an earlier chaos run still runs ({left[0][0]}); "
                          "stop it, or run `lab.py halt` on its machine")
-    shutil.rmtree(RUN, ignore_errors=True)
-    os.makedirs(RUN)
     runs, recorder, result = Runs(), None, {}
     started = time.monotonic()
+    # From here on, whatever stops the run (a failure, Ctrl-C, SIGTERM or
+    # SIGHUP, even while the lab is still coming up) passes through the
+    # clean-up below, which nothing interrupts.
     try:
+        if len(was_up) < len(MACHINES):
+            say("bringing the lab up (lab.py up)")
+            if run_to_its_end([sys.executable, LAB_PY, "up"], stdin=subprocess.DEVNULL).returncode:
+                raise ChaosError("lab.py up failed (its lines above say why)")
+        if not wait_for(healthy, 90, 0.5):
+            raise ChaosError(f"the lab's ensemble does not serve: {modes()}")
+        shutil.rmtree(RUN, ignore_errors=True)
+        os.makedirs(RUN)
+        result["logs"] = RUN   # from here on, the lab's logs are this run's to keep
         recorded = os.path.join(lablib.STATE, "modes.log")
         if os.path.exists(recorded):
             os.remove(recorded)   # an earlier run's
@@ -444,25 +453,35 @@ def run(seed, minutes):
         # Interrupted, or failed, with a fault perhaps still in place: undo
         # it, so that a lab that stays up is left working.
         if was_up:
-            say("stopped early: healing the lab")
-            heal_all(None)
+            with cleaning_up():
+                say("stopped early: healing the lab")
+                heal_all(None, only=was_up)
         raise
     finally:
+        with cleaning_up():
+            stop_run(runs, recorder, result, was_up)
+    return done, result, time.monotonic() - started
+
+
+def stop_run(runs, recorder, result, was_up):
+    """Stop what the run started, keep the lab's logs, and leave the lab as
+    the run found it."""
+    if runs.processes:
         runs.stop()
-        if recorder:
-            end([recorder], signal.SIGINT, 60)   # Ctrl-C: it notes the last modes
+    if recorder:
+        end([recorder], signal.SIGINT, 60)   # Ctrl-C: it notes the last modes
+    if result.get("logs"):   # not an earlier run's folder
         for name in ("modes.log", "events.log"):
             if os.path.exists(os.path.join(lablib.STATE, name)):
                 shutil.copy(os.path.join(lablib.STATE, name), RUN)
-        result["left"] = leftovers()
-        if not was_up:
-            say("taking the lab down again (it was not up)")
-            lab("down", check=False)
-        elif len(was_up) < len(MACHINES):
-            halted = [m for m in MACHINES if m not in was_up]
-            say(f"halting {' '.join(halted)} again (they were not up)")
-            lab("halt", *halted, check=False)
-    return done, result, time.monotonic() - started
+    result["left"] = leftovers()
+    if not was_up:
+        say("taking the lab down again (it was not up)")
+        lab("down", check=False)
+    elif len(was_up) < len(MACHINES):
+        halted = [m for m in MACHINES if m not in was_up]
+        say(f"halting {' '.join(halted)} again (they were not up)")
+        lab("halt", *halted, check=False)
 
 
 def analyse(seed, minutes, done, result, took):
@@ -534,7 +553,6 @@ def writer(argv):
     parser.add_argument("--prefix", required=True)
     args = parser.parse_args(argv)
     args.timeout, args.source = 30.0, None
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     zk = connect(args)
     zk.ensure_path("/zkdemo")
     n, step, path, unsure = 0, 0, None, []
@@ -592,8 +610,6 @@ def main(argv=None):
     if not 0.2 <= args.minutes <= 600:
         parser.error("--minutes: from 0.2 to 600")
     seed = args.seed if args.seed is not None else random.randrange(1, 10**6)
-    for sig in (signal.SIGINT, signal.SIGTERM):   # either stops the run, healed
-        signal.signal(sig, signal.default_int_handler)
     if os.geteuid() != 0:
         raise ChaosError("needs root, as the lab does: sudo make chaos")
     done, result, took = run(seed, args.minutes)

@@ -51,8 +51,9 @@ import sys
 import threading
 import time
 
-from zkensemble import (REPO, SERVING, Parser, ToolError, UsageError, parse_srvr, read_config,
-                        recorded, run_tool, server_addresses, wait_for)
+from zkensemble import (REPO, SERVING, Parser, ToolError, UsageError, cleaning_up,
+                        cleaning_up_now, parse_srvr, read_config, recorded, run_tool,
+                        server_addresses, wait_for)
 
 LAB = os.environ.get("ZKDEMO_LAB") or "zkdemo"
 CACHE = os.environ.get("ZKDEMO_LAB_CACHE") or "/var/cache/zkdemo-lab"
@@ -76,6 +77,8 @@ def say(message):
 
 
 def run(*command, check=True, timeout=120, **kwargs):
+    if cleaning_up_now():   # a second Ctrl-C at the terminal must not reach it
+        kwargs.setdefault("process_group", 0)
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                             stdin=subprocess.DEVNULL, **kwargs)
     if check and result.returncode != 0:
@@ -328,7 +331,8 @@ class Machine:
     def run(self, shell_command, env=(), timeout=300):
         return subprocess.run(self.command(shell_command, env), capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL,
-                              preexec_fn=self.cgroup.join)
+                              preexec_fn=self.cgroup.join,
+                              process_group=0 if cleaning_up_now() else None)
 
     def srvr(self):
         """The machine's ZooKeeper's answer to srvr, asked inside the machine."""
@@ -484,18 +488,36 @@ def cmd_up(args):
     if run("ip", "-n", SWITCH, "link", "show", "br0", check=False).returncode != 0:
         run("ip", "-n", SWITCH, "link", "add", "br0", "type", "bridge")
     run("ip", "-n", SWITCH, "link", "set", "br0", "up")
-    booted = [m for m in targets if m.boot(base, memory)]
-    check_isolated()
-    addresses = ",".join(m.address for m in machines())
-    threads, failures = [], []
-    for m in booted:
-        provisioned = os.path.exists(os.path.join(m.upper, "var/lib/zkdemo"))
-        threads.append(threading.Thread(target=start_machine,
-                                        args=(m, addresses, memory, provisioned, failures)))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        booted = [m for m in targets if m.boot(base, memory)]
+        check_isolated()
+        addresses = ",".join(m.address for m in machines())
+        threads, failures = [], []
+        for m in booted:
+            # Written by provision/zookeeper.sh once the configuration is in
+            # place: a machine halted half-way through is provisioned again.
+            provisioned = os.path.exists(os.path.join(m.upper, "var/lib/zkdemo/configured"))
+            threads.append(threading.Thread(target=start_machine,
+                                            args=(m, addresses, memory, provisioned, failures)))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:
+        # Ctrl-C, SIGTERM or SIGHUP: a machine half made would look up to
+        # the next `up` and never be provisioned. Halt what this `up` began.
+        with cleaning_up():
+            began = [m for m in targets if m not in up]
+            say(f"interrupted: halting {' '.join(m.name for m in began)} again "
+                "(lab.py up starts them, lab.py down removes the lab)")
+            for m in began:
+                try:
+                    m.halt(quiet=True)
+                except (LabError, OSError, subprocess.SubprocessError) as e:
+                    say(f"{m.name}: could not halt it ({e}); lab.py down removes it")
+            if not any(m.is_up() for m in machines()):
+                run("ip", "netns", "delete", SWITCH, check=False)
+        raise
     if failures:
         raise LabError("; ".join(failures))
     running = [m for m in machines() if m.is_up()]
@@ -642,11 +664,21 @@ def cmd_heal(args):
 
 
 def cmd_down(args):
+    with cleaning_up():   # a second Ctrl-C must not leave it half removed
+        return take_down()
+
+
+def take_down():
     started = time.monotonic()
     found = lab_namespaces() or os.path.isdir(STATE) or os.path.isdir(Cgroup(LAB).path)
     if not found:
         say(f"the lab {LAB} is not up: nothing to take down")
         return 0
+    # What there is, by name, to say what was removed (after a killed run, the
+    # next one's first `down` tells what that run left).
+    namespaces = lab_namespaces()
+    mounts = mounted_below(STATE)
+    running = [m.name for m in machines() if m.is_up()]
     halting = [threading.Thread(target=m.halt, kwargs={"quiet": True}) for m in machines()]
     for thread in halting:
         thread.start()
@@ -659,8 +691,9 @@ def cmd_down(args):
         raise LabError(f"still mounted under {STATE}: {mounted_below(STATE)}")
     run("rm", "-rf", "--one-file-system", STATE)
     Cgroup(LAB).remove()
-    say(f"down: machines, namespaces, mounts and cgroups of {LAB} removed "
-        f"in {time.monotonic() - started:.1f} s")
+    say(f"down: {LAB} removed in {time.monotonic() - started:.1f} s: machines "
+        f"{' '.join(running) or 'none up'}; {len(namespaces)} namespaces, {len(mounts)} mounts, "
+        "its cgroups and state folder")
     return 0
 
 

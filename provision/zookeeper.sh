@@ -120,6 +120,9 @@ if [ "$(readlink -f /etc/zookeeper/conf)" != "$conf" ]; then
     update-alternatives --quiet --set zookeeper-conf "$conf"
     changed=1
 fi
+# Configured: from now on ZooKeeper may start at boot (the VMs' box waits for
+# this file), and the lab knows this machine needs no provisioning again.
+touch "$state/configured"
 
 # 4. Restart ZooKeeper when something changed or it is not running.
 port=$(sed -n 's/^clientPort=//p' "$conf/zoo.cfg")

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, require
+from conftest import REPO, processes_with, removed_leftovers, require, wait_until
 import chaos
 from test_lab import leftovers, what_is_missing
 from test_readme import missing, sh_blocks
@@ -190,12 +190,91 @@ def test_ctrl_c_stops_a_run_and_leaves_nothing():
     assert leftovers(LAB) == []
 
 
+def processes_of(lab):
+    """make, chaos.py, lab.py, the recorder: whatever a run started here."""
+    return processes_with("ZKDEMO_LAB", lab)
+
+
+def is_chaos_py(cmdline):
+    argv = cmdline.split(b"\0")
+    return len(argv) > 2 and argv[1].endswith(b"provision/chaos.py") and argv[2] != b"writer"
+
+
+def nothing_left(lab):
+    return leftovers(lab) == [] and processes_of(lab) == []
+
+
+@pytest.mark.parametrize("when, whom", [
+    ("lab: zoo1: provisioning", "group"),   # the lab still coming up, as `timeout` sends it
+    ("chaos:   1 ", "chaos.py"),            # a fault in place, SIGTERM to chaos.py alone
+])
+def test_sigterm_at_any_moment_leaves_nothing(when, whom):
+    """`make chaos` stopped by SIGTERM (CI's limit, `timeout`, a kill) while
+    the lab it brought up is still coming up, or with a fault in place: no
+    namespace, mount, cgroup or process of the run is left."""
+    gone = what_is_missing()
+    require(", ".join(gone) + " (for the lab)", not gone)
+    env = dict(os.environ, ZKDEMO_LAB=LAB)
+    removed_leftovers("test_chaos", subprocess.run(
+        [sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
+        env=env, capture_output=True, text=True, timeout=300))
+    process = subprocess.Popen(["make", "chaos", "SEED=3", "MINUTES=1"], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    said = []
+    try:
+        for line in process.stdout:
+            said.append(line)
+            if line.startswith(when):
+                if whom == "group":
+                    os.killpg(process.pid, signal.SIGTERM)
+                else:
+                    chaos_py = next(pid for pid in processes_of(LAB)
+                                    if is_chaos_py(open(f"/proc/{pid}/cmdline", "rb").read()))
+                    os.kill(chaos_py, signal.SIGTERM)
+                break
+        said.append(process.communicate(timeout=300)[0])
+        wait_until(lambda: nothing_left(LAB), 120, interval=0.5,
+                   what=f"the run to clean up: {leftovers(LAB)} {processes_of(LAB)}")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if not nothing_left(LAB):
+            subprocess.run([sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
+                           env=env, capture_output=True, timeout=300)
+    output = "".join(said)
+    assert any(line.startswith(when) for line in said), output
+    assert process.returncode != 0 and "Traceback" not in output, output
+
+
+def test_a_run_whose_reader_has_gone_still_ends_clean():
+    """`make chaos | head -n 3`: head leaves after three lines, and the run
+    goes on without output to its end, checks and clean-up included."""
+    gone = what_is_missing()
+    require(", ".join(gone) + " (for the lab)", not gone)
+    env = dict(os.environ, ZKDEMO_LAB=LAB)
+    run = subprocess.run(["bash", "-c", "make chaos SEED=3 MINUTES=0.2 | head -n 3; "
+                          "echo \"exit ${PIPESTATUS[0]}\""], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    try:
+        shown = run.stdout.splitlines()
+        assert len(shown) == 4 and shown[-1] == "exit 0", run.stdout + run.stderr
+        assert "Traceback" not in run.stderr and "Broken pipe" not in run.stderr, run.stderr
+        assert nothing_left(LAB), (leftovers(LAB), processes_of(LAB))
+    finally:
+        if not nothing_left(LAB):
+            subprocess.run([sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
+                           env=env, capture_output=True, timeout=300)
+
+
 def test_a_short_chaos_run_in_the_lab_passes_and_leaves_the_lab_as_it_was():
     gone = what_is_missing()
     require(", ".join(gone) + " (for the lab)", not gone)
     env = dict(os.environ, ZKDEMO_LAB=LAB)
-    subprocess.run([sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
-                   env=env, capture_output=True, timeout=300)
+    removed_leftovers("test_chaos", subprocess.run(
+        [sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
+        env=env, capture_output=True, text=True, timeout=300))
     assert leftovers(LAB) == []
     # The README's command, as a learner types it, and the lines it shows.
     (command,), expected = next((lines, expected) for lines, expected

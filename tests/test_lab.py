@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import REPO, OutputProcess, require, wait_until
+from conftest import REPO, OutputProcess, removed_leftovers, require, wait_until
 from history import check, leading
 from test_readme import missing, sh_blocks, vm_command
 
@@ -88,7 +88,7 @@ def lab_up():
     """The tests' lab, up; taken down, with nothing left, at the end."""
     gone = what_is_missing()
     require(", ".join(gone) + " (for the lab)", not gone)
-    lab("down")   # whatever a killed run of ours left
+    removed_leftovers("test_lab", lab("down"))   # whatever a killed run of ours left
     links_before = host_links()
     started = time.monotonic()
     up = lab("up", timeout=900)
