@@ -155,9 +155,11 @@ class Watcher:
         with what we knew. A listing that a lost connection cut short is
         finished as it began: what was there already is `present`."""
         label = "  (missed while disconnected)" if self.listed else ""
+        known = list(self.known)   # read again below: the listing reads only new ones
         self.read_children(verb="created" if self.listed else "present", label=label)
-        for path in list(self.known):
-            self.read_data(path, label=label)
+        for path in known:
+            if path in self.known:
+                self.read_data(path, label=label)
         self.listed = True
 
 
