@@ -14,6 +14,7 @@ the plumbing they all need lives here once:
 import argparse
 import datetime
 import difflib
+import errno
 import glob
 import json
 import logging
@@ -84,9 +85,11 @@ def log(message):
         with _output:
             sys.stdout.write(f"{now} {message}\n")
             sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went (`| head`): carry on without output, so the script
-        # still finishes and cleans up what it made.
+    except OSError as e:
+        # The reader went (`| head`: EPIPE; a closed terminal: EIO): carry on
+        # without output, so the script still finishes and cleans up.
+        if e.errno not in (errno.EPIPE, errno.EIO):
+            raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
@@ -464,7 +467,8 @@ def _terminate(signum, frame):
 def run(main):
     """Run main(); exit quietly on Ctrl-C, SIGTERM or SIGHUP, with one line on errors."""
     signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:   # not under `nohup`
+        signal.signal(signal.SIGHUP, _terminate)
     # Ctrl-C, even when started from a shell script's `&`, which ignores SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
