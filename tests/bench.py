@@ -27,6 +27,7 @@ from conftest import (LocalEnsemble, OutputProcess, REPO, kazoo_client,  # noqa:
 from history import check, leading, message, stamp  # noqa: E402
 from bench_lab import lab_rows  # noqa: E402
 from bench_vms import vm_rows  # noqa: E402
+from zkensemble import cleaning_up, stop_as_ctrl_c  # noqa: E402
 
 IPS = ["127.0.80.101", "127.0.80.102", "127.0.80.103"]
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
@@ -627,7 +628,13 @@ def vms_table(vms):
     if "not_measured" in vms:
         return [("VMs (provision/vm.py)", vms["not_measured"])]
     m = vms["memory_256"]
-    return [("vm.py vagrant up zoo1 zoo2 zoo3", f"{vms['up_s']} s, the three in parallel"),
+    up, boot = vms["up_s"], vms.get("boot_zoo1", {})
+    return [("vm.py vagrant up zoo1 zoo2 zoo3",
+             f"min {up['min']} s, median {up['median']} s, max {up['max']} s in "
+             f"{len(up['runs'])} boots ({', '.join(map(str, up['runs']))})"),
+            ("one VM's boot (zoo1, systemd-analyze)",
+             ", ".join(f"{part} {boot[part + '_s']} s" for part in ("kernel", "initrd", "userspace")
+                       if part + "_s" in boot) or "not read"),
             ("VM of 256 MB (zoo1, /proc/meminfo)",
              f"the system sees {m['system_sees_mb']} MB; Debian and ZooKeeper "
              f"{m['zookeeper_and_system_mb']} MB, zkCli.sh +{m['zkcli_adds_mb']}, watch.py "
@@ -637,6 +644,9 @@ def vms_table(vms):
 
 
 def main():
+    # SIGTERM and SIGHUP stop the bench as Ctrl-C does: every step's
+    # `finally` stops what it started, the lab's and the VMs' rows included.
+    stop_as_ctrl_c()
     logging.getLogger("kazoo").setLevel(logging.CRITICAL + 1)
     ensemble = LocalEnsemble("bench", IPS)
     ensemble.state_dir = os.path.join(REPO, ".zkdemo", "bench")
@@ -682,10 +692,11 @@ def main():
         measure("reconnect", lambda: reconnect_rows(ensemble))   # last: it kills servers
         zk.stop()
     finally:
-        left = stop_leftovers()
-        if left:
-            print(f"bench: stopped {left} processes that a failed step left", file=sys.stderr)
-        ensemble.down()
+        with cleaning_up():
+            left = stop_leftovers()
+            if left:
+                print(f"bench: stopped {left} processes that a failed step left", file=sys.stderr)
+            ensemble.down()
     measure("lab", lab_rows)
     measure("vms", vm_rows)
     path = os.environ.get("BENCH_JSON") or os.path.join(REPO, ".zkdemo", "bench.json")
@@ -742,4 +753,7 @@ def crash_row(hosts, zk, changes=5):
 
 if __name__ == "__main__":
     shutil.which("java") or sys.exit("bench: java not found; run `make setup`")
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -31,6 +31,7 @@ from test_lab import ENV, MACHINES, OnMachine, lab, srvr, ssh, what_is_missing, 
 
 sys.path.insert(0, os.path.join(REPO, "provision"))
 from lab import Cgroup  # noqa: E402
+from zkensemble import cleaning_up, run_to_its_end  # noqa: E402
 
 SESSION_S = 4.0
 
@@ -127,7 +128,8 @@ def memory_rows(memory):
                 "worker_adds_mb": mb(per_worker), "workers_that_fit": fits,
                 "checked_peak_mb": mb(peak), "checked_without_oom": survived}
     finally:
-        lab("down", env=machine.env)
+        with cleaning_up():
+            lab("down", env=machine.env)
 
 
 def partition_row():
@@ -158,9 +160,10 @@ def partition_row():
                 "to_create_py_leader_s": round((became - cut).total_seconds(), 1),
                 "session_timeout_s": SESSION_S}
     finally:
-        for elector in electors:
-            elector.kill()
-        lab("down", env=machine.env)
+        with cleaning_up():
+            for elector in electors:
+                elector.kill()
+            lab("down", env=machine.env)
 
 
 def zk_mode(machine, name):
@@ -183,9 +186,15 @@ def lab_rows():
 def chaos_row(seed=30, minutes=2, name="zkdbchaos"):
     """A chaos run's figures (provision/chaos.py writes them to chaos.json)."""
     env = dict(os.environ, ZKDEMO_LAB=name)
-    run = subprocess.run([sys.executable, os.path.join(REPO, "provision", "chaos.py"),
-                          "--seed", str(seed), "--minutes", str(minutes)], env=env,
-                         capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
+    # Stopped (SIGTERM, Ctrl-C), the bench lets chaos.py heal and take its lab down.
+    try:
+        run = run_to_its_end([sys.executable, os.path.join(REPO, "provision", "chaos.py"),
+                              "--seed", str(seed), "--minutes", str(minutes)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             timeout=1800, stdin=subprocess.DEVNULL)
+    finally:
+        with cleaning_up():   # chaos.py killed at its time limit leaves its lab up
+            lab("down", env=env)
     with open(os.path.join(REPO, ".zkdemo", f"chaos-{name}", "chaos.json")) as f:
         figures = json.load(f)
     if run.returncode != 0:
