@@ -26,14 +26,17 @@ mkdir -p "$state"
 export ZKDEMO_RUN_DIR="$state/tour-workers"
 "$py" scripts/create-stop.py >/dev/null 2>&1 || true   # an interrupted tour's, if any
 rm -rf "$ZKDEMO_RUN_DIR"
-started=()
 # However the tour ends (done, Ctrl-C, SIGTERM, SIGHUP, its reader gone),
-# everything it started is stopped: its workers, create.py, watch.py and the
-# recorder. Nothing is printed from here: the reader may be gone.
+# everything it started is stopped: its workers (create-stop.py runs in a
+# session of its own, out of reach of a second Ctrl-C), create.py, watch.py
+# and the recorder. Nothing is printed from here: the reader may be gone.
 stop_everything() {
     trap '' INT TERM HUP PIPE
-    "$py" scripts/create-stop.py >/dev/null 2>&1 || true
-    [ ${#started[@]} -eq 0 ] || kill "${started[@]}" 2>/dev/null || true
+    setsid --wait "$py" scripts/create-stop.py >/dev/null 2>&1 || true
+    local jobs
+    jobs=$(jobs -p)
+    # shellcheck disable=SC2086 # one pid a word
+    [ -z "$jobs" ] || kill $jobs 2>/dev/null || true
     wait
 }
 trap stop_everything EXIT
@@ -46,17 +49,14 @@ trap 'exit 141' PIPE
 "$py" provision/timeline.py record "$state/tour-create.log" "$state/tour-watch.log" \
     --title "The tour of make demo" >/dev/null &
 recorder_pid=$!
-started+=("$recorder_pid")
 
 say "watch.py reports every change under /zkdemo; its lines are marked 'watch |'"
 "$py" scripts/watch.py > >(tee "$state/tour-watch.log" | sed -u 's/^/    watch | /') &
-started+=($!)
 pause 1
 
 say "create.py 3 creates an ephemeral, sequential znode and stays 3 seconds"
 "$py" scripts/create.py 3 > >(tee "$state/tour-create.log" | sed -u 's/^/   create | /') &
 create_pid=$!
-started+=("$create_pid")
 pause 1
 
 say "create-start.py 3: three workers run create.py over and over; they queue up behind it"
