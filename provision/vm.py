@@ -11,8 +11,8 @@ network namespace of the project's own.
 
 The box. The VMs have no route out, so the box brings what the provisioner
 would fetch, as the lab's root does: it is that root (provision/lab.py makes
-it once, with debootstrap) with a kernel, systemd, sshd, sudo, rsync, ifupdown
-and a DHCP client added, a `vagrant` user with Vagrant's insecure key, and the
+it once, with debootstrap) with a kernel, systemd, sshd, sudo and rsync
+added (systemd-networkd configures the network), a `vagrant` user with Vagrant's insecure key, and the
 kernel and initrd beside the disk, so that no bootloader is needed. It is
 added as debian/bookworm64, the Vagrantfile's box, to a VAGRANT_HOME of
 vm.py's own: a debian/bookworm64 you have in ~/.vagrant.d is never touched.
@@ -40,6 +40,7 @@ qemu-system-x86, qemu-utils, dnsmasq-base and rsync (`make test-setup`).
 import argparse
 import glob
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -50,7 +51,7 @@ import time
 
 import lab
 from lab import LabError, run, unmount_below
-from zkensemble import Parser, run_tool
+from zkensemble import STOPS, Parser, cleaning_up, run_tool
 
 NAME = os.environ.get("ZKDEMO_VM") or "zkdemo-vm"
 STATE = os.path.join("/var/lib/zkdemo-vm", NAME)
@@ -62,12 +63,17 @@ BOX_NAME = "debian/bookworm64"
 # Added through a metadata file with a version, so vagrant-libvirt tracks
 # the box by version, not by the file's timestamp.
 BOX_VERSION = "1.0.0"
+# How long `vagrant up zoo1 zoo2 zoo3` takes under the emulator on 2 cores,
+# from the box: make bench's ten boots in a row (docs/performance.md).
+UP_EXPECTED = "about three minutes (188 to 203 s in ten boots)"
 # Private to the namespace: each is a folder of the same name under STATE.
 PRIVATE = ["/etc/libvirt", "/var/lib/libvirt", "/var/log/libvirt", "/var/cache/libvirt", "/run"]
 # What the box adds to the lab's root: what a Debian Vagrant box has and the
 # Vagrantfile relies on.
-BOX_PACKAGES = ["linux-image-amd64", "systemd-sysv", "openssh-server", "sudo", "rsync",
-                "ifupdown", "isc-dhcp-client"]
+# systemd-networkd, not ifupdown and dhclient: Vagrant then sets the host
+# name and the private network by restarting networkd, where with ifupdown it
+# took each interface down and up, DHCP included (40 s under the emulator).
+BOX_PACKAGES = ["linux-image-amd64", "systemd-sysv", "openssh-server", "sudo", "rsync"]
 TOOLS = {"vagrant": "vagrant", "libvirtd": "libvirt-daemon-system", "virsh": "libvirt-clients",
          "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils",
          "dnsmasq": "dnsmasq-base", "rsync": "rsync", "mkfs.ext4": "e2fsprogs"}
@@ -83,6 +89,12 @@ BOX_VAGRANTFILE = """\
 kvm = File.writable?("/dev/kvm") && !File.exist?("/sys/module/kvm_pvm")
 driver = ENV.fetch("ZKDEMO_VM_DRIVER", kvm ? "kvm" : "qemu")
 Vagrant.configure("2") do |config|
+  # Under the emulator three VMs on two cores boot in minutes, not seconds
+  # (docs/performance.md): Vagrant's default of 300 s to boot is too near.
+  config.vm.boot_timeout = 900 if driver == "qemu"
+  # The VMs have no route out of vm.py's namespace: keep Vagrant's insecure
+  # key rather than spend half a minute replacing it in each.
+  config.ssh.insert_key = false
   config.vm.provider :libvirt do |lv|
     lv.driver = driver
     if driver == "kvm"
@@ -93,7 +105,8 @@ Vagrant.configure("2") do |config|
     end
     lv.kernel = File.join(__dir__, "vmlinuz")
     lv.initrd = File.join(__dir__, "initrd.img")
-    lv.cmd_line = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+    # quiet: under the emulator every character on the serial console costs.
+    lv.cmd_line = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
     lv.graphics_type = "none"
     lv.video_type = "none"
   end
@@ -120,7 +133,8 @@ def need_tools():
 def box_path():
     """The box file for this lab root and this recipe."""
     base = lab.base_root()
-    recipe = (os.path.basename(base) + " ".join(BOX_PACKAGES) + BOX_VAGRANTFILE).encode()
+    recipe = (os.path.basename(base) + " ".join(BOX_PACKAGES) + BOX_VAGRANTFILE
+              + inspect.getsource(configure_box_root)).encode()
     return base, os.path.join(BOX_CACHE, f"zkdemo-bookworm-{hashlib.sha256(recipe).hexdigest()[:12]}.box")
 
 
@@ -167,6 +181,10 @@ def cmd_box(args):
         "vmlinuz", "initrd.img", timeout=600)
     os.replace(box + ".part", box)
     run("rm", "-rf", "--one-file-system", work, timeout=600)
+    for older in glob.glob(os.path.join(BOX_CACHE, "zkdemo-bookworm-*.box")):
+        if older != box:   # an earlier recipe's: 1.3 GB each
+            os.remove(older)
+            say(f"removed the box of an earlier recipe, {older}")
     say(f"box ready in {time.monotonic() - started:.0f} s: {box}")
     return 0
 
@@ -189,15 +207,38 @@ def configure_box_root(root):
     write("/etc/fstab", "/dev/vda / ext4 defaults 0 1\n")
     write("/etc/hostname", "debian\n")
     write("/etc/resolv.conf", "")
-    write("/etc/network/interfaces",
-          "auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n")
-    write("/etc/ssh/sshd_config.d/vagrant.conf", "UseDNS no\n")
-    # Each VM makes its own host keys at its first boot.
+    # Asked by its MAC address, libvirt's dnsmasq gives each VM its own lease;
+    # networkd's default, a DUID made from /etc/machine-id, is the same in
+    # every VM of one box.
+    write("/etc/systemd/network/eth0.network",
+          "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n\n[DHCPv4]\nClientIdentifier=mac\n")
+    wanted = os.path.join(root, "etc/systemd/system/multi-user.target.wants/systemd-networkd.service")
+    if not os.path.lexists(wanted):
+        os.symlink("/lib/systemd/system/systemd-networkd.service", wanted)
+    # Each VM makes its own host keys at its first boot, of the two kinds
+    # that take a moment to make: an RSA key took 20 s and more under the
+    # emulator, with sshd, and so Vagrant, waiting for it.
+    write("/etc/ssh/sshd_config.d/vagrant.conf",
+          "UseDNS no\nHostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n")
     for key in glob.glob(os.path.join(root, "etc/ssh/ssh_host_*")):
         os.remove(key)
     write("/etc/systemd/system/ssh.service.d/zkdemo-host-keys.conf",
-          "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
+          "[Service]\nExecStartPre=\n"
+          # $$ is systemd's way to write a $ for the shell.
+          "ExecStartPre=/bin/sh -c 'for kind in ed25519 ecdsa; do "
+          "key=/etc/ssh/ssh_host_$${kind}_key; [ -f $$key ] || "
+          "ssh-keygen -q -t $$kind -N \"\" -f $$key; done'\n"
           "ExecStartPre=/usr/sbin/sshd -t\n")
+    # What a boot under the emulator does not need (systemd-analyze blame,
+    # docs/performance.md): e2scrub_reap (a minute and more of CPU at each
+    # boot, for LVM snapshots the box has none of) and gettys on tty2-6 (the
+    # VMs have no screen). ZooKeeper starts at boot once the provisioner has
+    # configured it, not before with Debian's default configuration, which
+    # the provisioner would only restart.
+    for unit in ("e2scrub_reap.service", "e2scrub_all.timer", "getty-static.service"):
+        os.symlink("/dev/null", os.path.join(root, "etc/systemd/system", unit))
+    write("/etc/systemd/system/zookeeper.service.d/zkdemo-provisioned.conf",
+          "[Unit]\nConditionPathExists=/var/lib/zkdemo/configured\n")
     run("rm", "-rf", os.path.join(root, "var/lib/apt/lists"), os.path.join(root, "usr/share/doc"),
         os.path.join(root, "usr/share/man"))
 
@@ -232,8 +273,7 @@ def start():
     if running():
         return
     if os.path.exists(STATE) or os.path.exists(f"/run/netns/{NAME}"):
-        say(f"removing what an earlier run left ({NAME})")
-        remove()
+        say(f"an earlier run left {NAME} behind; removed: {remove()}")
     say(f"starting libvirtd in the network namespace {NAME}")
     run("ip", "netns", "add", NAME)
     run("ip", "-n", NAME, "link", "set", "lo", "up")
@@ -310,22 +350,52 @@ def vagrant_run(*args, timeout=120, check=True):
     return run(*vagrant_command(*args), timeout=timeout, env=vagrant_env(), check=check)
 
 
+def driver():
+    """kvm or qemu (the emulator), as the box's Vagrantfile decides it."""
+    kvm = os.access("/dev/kvm", os.W_OK) and not os.path.exists("/sys/module/kvm_pvm")
+    return os.environ.get("ZKDEMO_VM_DRIVER") or ("kvm" if kvm else "qemu")
+
+
 def cmd_vagrant(args):
     if not args.args:
         raise lab.UsageError("give vagrant's arguments: vm.py vagrant up zoo1 zoo2 zoo3")
     start()
     if not os.path.exists(os.path.join(os.getcwd(), "Vagrantfile")):
         raise lab.UsageError(f"no Vagrantfile in {os.getcwd()}: run vm.py from the project's folder")
+    if args.args[0] == "up" and driver() == "qemu":
+        # So that a slow boot does not look hung (figures: docs/performance.md).
+        say(f"no KVM here: the VMs run under qemu's emulator. On 2 cores the three take "
+            f"{UP_EXPECTED} to boot and provision (this machine has {os.cpu_count()}); "
+            "Vagrant waits up to 15 minutes for each")
     # Vagrant's own output, live; its progress bars (a line redrawn
     # thousands of times) reach a terminal only.
-    process = subprocess.Popen(vagrant_command(*args.args), env=vagrant_env())
-    while True:
-        try:
-            return process.wait()
-        except KeyboardInterrupt:
-            # Vagrant had the Ctrl-C too, and removes what it had half made:
-            # let it finish (subprocess.run would kill it here).
-            continue
+    process = None
+
+    def pass_on(signum, frame):
+        # Ctrl-C reaches vagrant too (a terminal signals the whole group), and
+        # vagrant removes what it had half made: let it finish (subprocess.run
+        # would kill it). SIGTERM or SIGHUP, which vagrant would die of on the
+        # spot, become the one Ctrl-C vagrant knows how to clean up after.
+        # vagrant is started with both ignored, so that one sent to the whole
+        # group (`timeout`, a closed terminal) reaches it only this way.
+        if signum != signal.SIGINT and not passed:
+            passed.append(signum)
+            if process:
+                process.send_signal(signal.SIGINT)
+    passed = []
+    for sig in STOPS:
+        if not (sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN):
+            signal.signal(sig, pass_on)
+    process = subprocess.Popen(vagrant_command(*args.args), env=vagrant_env(),
+                               preexec_fn=ignore_term_and_hup)
+    if passed:   # stopped while vagrant was being started
+        process.send_signal(signal.SIGINT)
+    return process.wait()
+
+
+def ignore_term_and_hup():
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def cmd_status(args):
@@ -338,10 +408,15 @@ def cmd_status(args):
 
 
 def remove():
-    """Everything vm.py made under NAME, whatever state a run left it in."""
+    """Everything vm.py made under NAME, whatever state a run left it in;
+    says what that was."""
+    removed = []
     if os.path.exists(f"/run/netns/{NAME}"):
         # Every process in the namespace is ours: libvirtd, virtlogd, dnsmasq, qemu, vagrant.
         pids = run("ip", "netns", "pids", NAME, check=False).stdout.split()
+        names = sorted({process_name(pid) for pid in pids} - {None})
+        removed.append(f"the namespace {NAME}, {len(pids)} processes in it"
+                       + (f" ({', '.join(names)})" if names else ""))
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in pids:
                 try:
@@ -352,12 +427,30 @@ def remove():
                             15, 0.2):
                 break
         run("ip", "netns", "delete", NAME, check=False)
+    mounts = lab.mounted_below(STATE)
     unmount_below(STATE)
+    if mounts:
+        removed.append(f"{len(mounts)} mounts")
     if os.path.exists(STATE):
         run("rm", "-rf", "--one-file-system", STATE, timeout=300)
+        removed.append(STATE)
+    return ", ".join(removed) or "nothing"
+
+
+def process_name(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def cmd_down(args):
+    with cleaning_up():   # a second Ctrl-C must not leave it half removed
+        return take_down()
+
+
+def take_down():
     if running() and os.path.exists(os.path.join(os.getcwd(), ".vagrant")):
         say("vagrant destroy -f")
         destroyed = vagrant_run("destroy", "-f", timeout=300, check=False)
@@ -366,9 +459,7 @@ def cmd_down(args):
     if not os.path.exists(STATE) and not os.path.exists(f"/run/netns/{NAME}"):
         say(f"{NAME} is not up: nothing to take down")
         return 0
-    remove()
-    say(f"down: the VMs, libvirtd, its networks and volumes, and the namespace {NAME} removed "
-        f"(the box stays in {BOX_CACHE})")
+    say(f"down: removed {remove()} (the box stays in {BOX_CACHE})")
     return 0
 
 

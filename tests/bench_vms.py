@@ -1,6 +1,8 @@
 """The VMs' rows of `make bench` (tests/bench.py calls vm_rows()): how long the
-three VMs take to come up, and what fits in a VM's memory, measured as the
-lab measures its machines, so that the two can be compared.
+three VMs take to come up (ten boots in a row, each from nothing but the
+cached box, as the tests boot them: min, median and max; and where one VM's
+boot spends its time, from systemd-analyze), and what fits in a VM's memory,
+measured as the lab measures its machines, so that the two can be compared.
 
 Memory, in zoo1 of the three VMs provision/vm.py boots ($ZKDEMO_VM=zkdbench-vm):
 MemTotal - MemAvailable from the VM's /proc/meminfo with ZooKeeper serving,
@@ -12,12 +14,14 @@ and the VMs and the namespace are removed whatever failed.
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 from conftest import REPO
+from zkensemble import cleaning_up
 
 NAME = "zkdbench-vm"
 ENV = dict(os.environ, ZKDEMO_VM=NAME)
@@ -72,8 +76,9 @@ def run_vm(project, *args, timeout=1200):
     return result
 
 
-def vm_rows():
-    """The VMs' figures, or why they could not be had."""
+def vm_rows(boots=int(os.environ.get("BENCH_VM_BOOTS", "10"))):
+    """The VMs' figures, or why they could not be had: the three booted
+    `boots` times in a row ($BENCH_VM_BOOTS, default 10), then memory."""
     if os.geteuid() != 0 or subprocess.run(["sh", "-c", "command -v vagrant libvirtd"],
                                            capture_output=True, env=dict(
                                                os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin")
@@ -87,17 +92,50 @@ def vm_rows():
         with open(os.path.join(project, "bench-memory.sh"), "w") as f:
             f.write(MEMORY_SCRIPT)
         try:
-            run_vm(project, "down")
             run_vm(project, "box")
-            started = time.monotonic()
-            run_vm(project, "vagrant", "up", "zoo1", "zoo2", "zoo3")
-            up_s = round(time.monotonic() - started)
+            ups = []
+            for boot in range(1, boots + 1):
+                # As the tests do: from nothing but the cached box, libvirtd's
+                # start and the box's upload included.
+                run_vm(project, "down")
+                started = time.monotonic()
+                run_vm(project, "vagrant", "up", "zoo1", "zoo2", "zoo3")
+                ups.append(round(time.monotonic() - started))
+                print(f"bench: vagrant up zoo1 zoo2 zoo3, {boot} of {boots}: {ups[-1]} s",
+                      file=sys.stderr)
+            booted = boot_figures(run_vm(project, "vagrant", "ssh", "zoo1", "-c",
+                                         "systemd-analyze; systemd-analyze blame | head -n 8",
+                                         timeout=120).stdout)
             said = run_vm(project, "vagrant", "ssh", "zoo1", "-c",
                           "sudo timeout 900 bash /vagrant/bench-memory.sh", timeout=1000).stdout
         finally:
-            subprocess.run([sys.executable, VM_PY, "down"], cwd=project, env=ENV,
-                           capture_output=True, timeout=600)
-    return {"up_s": up_s, "memory_256": memory_figures(said)}
+            with cleaning_up():
+                subprocess.run([sys.executable, VM_PY, "down"], cwd=project, env=ENV,
+                               capture_output=True, timeout=600, process_group=0)
+    return {"up_s": {"runs": ups, "min": min(ups), "median": statistics.median(ups),
+                     "max": max(ups)},
+            "boot_zoo1": booted, "memory_256": memory_figures(said)}
+
+
+def boot_figures(said):
+    """systemd-analyze's account of one VM's last boot: kernel, initrd and
+    userspace in seconds, and the slowest units."""
+    figures = {}
+    for part in ("kernel", "initrd", "userspace"):
+        found = re.search(r"([\d.]+(?:min [\d.]+)?s) \(" + part + r"\)", said)
+        if found:
+            figures[part + "_s"] = seconds(found.group(1))
+    figures["slowest"] = [" ".join(line.split()) for line in said.splitlines()
+                          if re.match(r"\s*[\d.]+(ms|s|min)\b", line)][:8]
+    return figures
+
+
+def seconds(text):
+    """systemd's `1min 2.345s` or `950ms` in seconds."""
+    total = 0.0
+    for value, unit in re.findall(r"([\d.]+)(min|ms|s)", text):
+        total += float(value) * {"min": 60, "s": 1, "ms": 0.001}[unit]
+    return round(total, 2)
 
 
 def memory_figures(said):
