@@ -185,6 +185,32 @@ def processes_with(variable, value):
     return found
 
 
+def stopped_at(command, starts, stop, timeout=300, **kwargs):
+    """Run `command` in a session of its own, its output read line by line;
+    at the first line that starts with `starts`, call stop(process) (a
+    signal, as a user or a time limit sends it) and read the rest. Returns
+    (exit code, the whole output); the process is killed if it outlives
+    `timeout` seconds after that."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, stdin=subprocess.DEVNULL, start_new_session=True,
+                               **kwargs)
+    said = []
+    try:
+        for line in process.stdout:
+            said.append(line)
+            if line.startswith(starts):
+                stop(process)
+                break
+        said.append(process.communicate(timeout=timeout)[0])
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    output = "".join(said)
+    assert any(line.startswith(starts) for line in said), f"never printed {starts!r}:\n{output}"
+    return process.returncode, output
+
+
 def removed_leftovers(what, down):
     """Tell what a `down` run before a fixture's `up` removed, if anything."""
     said = (down.stdout + down.stderr).strip()

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, processes_with, removed_leftovers, require, wait_until
+from conftest import REPO, processes_with, removed_leftovers, require, stopped_at, wait_until
 import chaos
 from test_lab import leftovers, what_is_missing
 from test_readme import missing, sh_blocks
@@ -162,30 +162,29 @@ def test_the_same_seed_gives_the_same_schedule():
         assert len(set(target)) == len(target) == (2 if kind == "cut link" else 1)
 
 
-def test_ctrl_c_stops_a_run_and_leaves_nothing():
-    """Ctrl-C in the middle of a fault: the run stops at once (exit 130, no
-    traceback), and the lab it brought up goes down again with all it made."""
+def lab_down(env):
+    return subprocess.run([sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def the_lab_down():
+    """The environment of a run in the tests' chaos lab, with that lab down
+    first (whatever a killed earlier run left is removed, and said)."""
     gone = what_is_missing()
     require(", ".join(gone) + " (for the lab)", not gone)
     env = dict(os.environ, ZKDEMO_LAB=LAB)
-    process = subprocess.Popen([sys.executable, os.path.join(REPO, "provision", "chaos.py"),
-                                "--seed", "30", "--minutes", "1"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
-    said = []
-    try:
-        for line in process.stdout:
-            said.append(line)
-            if line.startswith("chaos:   1 "):   # the first fault is in place
-                os.killpg(process.pid, signal.SIGINT)   # what Ctrl-C sends the terminal's group
-                break
-        said.append(process.communicate(timeout=300)[0])
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    output = "".join(said)
-    assert process.returncode == 130, output
+    removed_leftovers("test_chaos", lab_down(env))
+    return env
+
+
+def test_ctrl_c_stops_a_run_and_leaves_nothing():
+    """Ctrl-C in the middle of a fault: the run stops at once (exit 130, no
+    traceback), and the lab it brought up goes down again with all it made."""
+    env = the_lab_down()
+    code, output = stopped_at(   # the first fault in place: Ctrl-C to the terminal's group
+        [sys.executable, os.path.join(REPO, "provision", "chaos.py"), "--seed", "30",
+         "--minutes", "1"], "chaos:   1 ", lambda p: os.killpg(p.pid, signal.SIGINT), env=env)
+    assert code == 130, output
     assert "Traceback" not in output and "taking the lab down again" in output, output
     assert leftovers(LAB) == []
 
@@ -212,48 +211,30 @@ def test_sigterm_at_any_moment_leaves_nothing(when, whom):
     """`make chaos` stopped by SIGTERM (CI's limit, `timeout`, a kill) while
     the lab it brought up is still coming up, or with a fault in place: no
     namespace, mount, cgroup or process of the run is left."""
-    gone = what_is_missing()
-    require(", ".join(gone) + " (for the lab)", not gone)
-    env = dict(os.environ, ZKDEMO_LAB=LAB)
-    removed_leftovers("test_chaos", subprocess.run(
-        [sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
-        env=env, capture_output=True, text=True, timeout=300))
-    process = subprocess.Popen(["make", "chaos", "SEED=3", "MINUTES=1"], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
-    said = []
+    env = the_lab_down()
+
+    def stop(process):
+        if whom == "group":
+            os.killpg(process.pid, signal.SIGTERM)
+        else:
+            os.kill(next(pid for pid in processes_of(LAB)
+                         if is_chaos_py(open(f"/proc/{pid}/cmdline", "rb").read())),
+                    signal.SIGTERM)
     try:
-        for line in process.stdout:
-            said.append(line)
-            if line.startswith(when):
-                if whom == "group":
-                    os.killpg(process.pid, signal.SIGTERM)
-                else:
-                    chaos_py = next(pid for pid in processes_of(LAB)
-                                    if is_chaos_py(open(f"/proc/{pid}/cmdline", "rb").read()))
-                    os.kill(chaos_py, signal.SIGTERM)
-                break
-        said.append(process.communicate(timeout=300)[0])
+        code, output = stopped_at(["make", "chaos", "SEED=3", "MINUTES=1"], when, stop,
+                                  cwd=REPO, env=env)
         wait_until(lambda: nothing_left(LAB), 120, interval=0.5,
                    what=f"the run to clean up: {leftovers(LAB)} {processes_of(LAB)}")
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
         if not nothing_left(LAB):
-            subprocess.run([sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
-                           env=env, capture_output=True, timeout=300)
-    output = "".join(said)
-    assert any(line.startswith(when) for line in said), output
-    assert process.returncode != 0 and "Traceback" not in output, output
+            lab_down(env)
+    assert code != 0 and "Traceback" not in output, output
 
 
 def test_a_run_whose_reader_has_gone_still_ends_clean():
     """`make chaos | head -n 3`: head leaves after three lines, and the run
     goes on without output to its end, checks and clean-up included."""
-    gone = what_is_missing()
-    require(", ".join(gone) + " (for the lab)", not gone)
-    env = dict(os.environ, ZKDEMO_LAB=LAB)
+    env = the_lab_down()
     run = subprocess.run(["bash", "-c", "make chaos SEED=3 MINUTES=0.2 | head -n 3; "
                           "echo \"exit ${PIPESTATUS[0]}\""], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
@@ -264,17 +245,11 @@ def test_a_run_whose_reader_has_gone_still_ends_clean():
         assert nothing_left(LAB), (leftovers(LAB), processes_of(LAB))
     finally:
         if not nothing_left(LAB):
-            subprocess.run([sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
-                           env=env, capture_output=True, timeout=300)
+            lab_down(env)
 
 
 def test_a_short_chaos_run_in_the_lab_passes_and_leaves_the_lab_as_it_was():
-    gone = what_is_missing()
-    require(", ".join(gone) + " (for the lab)", not gone)
-    env = dict(os.environ, ZKDEMO_LAB=LAB)
-    removed_leftovers("test_chaos", subprocess.run(
-        [sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
-        env=env, capture_output=True, text=True, timeout=300))
+    env = the_lab_down()
     assert leftovers(LAB) == []
     # The README's command, as a learner types it, and the lines it shows.
     (command,), expected = next((lines, expected) for lines, expected
@@ -302,8 +277,7 @@ def test_a_short_chaos_run_in_the_lab_passes_and_leaves_the_lab_as_it_was():
         assert "No two electors led at once." in page and 'class="fault"' in page
     finally:
         if leftovers(LAB):
-            subprocess.run([sys.executable, os.path.join(REPO, "provision", "lab.py"), "down"],
-                           env=env, capture_output=True, timeout=300)
+            lab_down(env)
     # The lab was not up before: it is down again, with nothing left.
     assert leftovers(LAB) == []
 

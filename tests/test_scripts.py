@@ -14,7 +14,8 @@ import pytest
 from kazoo.exceptions import ConnectionLoss, NodeExistsError, SessionExpiredError
 from kazoo.security import OPEN_ACL_UNSAFE
 
-from conftest import REPO, TIMESTAMP, processes_with, run_script, script_command, wait_until
+from conftest import (REPO, TIMESTAMP, processes_with, run_script, script_command, stopped_at,
+                      wait_until)
 from history import stamp
 
 SCRIPTS = ["watch.py", "create.py", "get.py", "create-start.py", "create-stop.py",
@@ -422,22 +423,10 @@ def test_the_tour_stopped_at_any_moment_leaves_nothing_running(ensemble, tmp_pat
                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         assert len(run.stdout.splitlines()) == 3, run.stdout
     else:
-        process = subprocess.Popen(["bash", tour], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-        try:
-            said = []
-            for line in process.stdout:
-                said.append(line)
-                if line.startswith("started 3 workers"):
-                    process.send_signal(getattr(signal, how))
-                    break
-            said.append(process.communicate(timeout=60)[0])
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        assert any(line.startswith("started 3 workers") for line in said), "".join(said)
-        assert process.returncode == 128 + getattr(signal, how), "".join(said)
+        sig = getattr(signal, how)
+        code, output = stopped_at(["bash", tour], "started 3 workers",
+                                  lambda process: process.send_signal(sig), timeout=60,
+                                  cwd=REPO, env=env)
+        assert code == 128 + sig, output
     wait_until(lambda: processes_with("ZKDEMO_STATE_DIR", str(tmp_path)) == [], 30,
                what="everything the tour started to stop")

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import REPO, removed_leftovers, require, stop_all, tell, wait_until
+from conftest import REPO, removed_leftovers, require, stop_all, stopped_at, tell, wait_until
 from test_readme import missing, sh_blocks
 import vm as vm_tool   # provision/vm.py
 
@@ -164,27 +164,15 @@ def interrupted_up(project):
     knows: vagrant removes what it had half made, and `vm.py down` leaves
     nothing for the next run."""
     for how in ("Ctrl-C", "SIGTERM to vm.py"):
-        process = subprocess.Popen([sys.executable, VM_PY, "vagrant", "up", "zoo1"], cwd=project,
-                                   env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True, stdin=subprocess.DEVNULL, start_new_session=True)
-        said = []
-        try:
-            for line in process.stdout:
-                said.append(line)
-                if "Waiting for domain to get an IP address" in line:
-                    if how == "Ctrl-C":   # what a terminal sends its foreground group
-                        os.killpg(process.pid, signal.SIGINT)
-                    else:
-                        process.send_signal(signal.SIGTERM)
-                    break
-            said.append(process.communicate(timeout=300)[0])
-            assert process.returncode != 0, "".join(said)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        output = "".join(said)
-        assert any("Waiting for domain" in line for line in said), output
+        def stop(process):
+            if how == "Ctrl-C":   # what a terminal sends its foreground group
+                os.killpg(process.pid, signal.SIGINT)
+            else:
+                process.send_signal(signal.SIGTERM)
+        code, output = stopped_at([sys.executable, VM_PY, "vagrant", "up", "zoo1"],
+                                  "==> zoo1: Waiting for domain to get an IP address", stop,
+                                  cwd=project, env=ENV)
+        assert code != 0, output
         # Vagrant cleaned up after itself: the half-made domain is gone.
         assert "Removing domain..." in output, f"{how}:\n{output[-2000:]}"
         vm("down", project=project, timeout=600)
