@@ -10,6 +10,7 @@ before the next run starts its own.
 """
 
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -164,11 +165,14 @@ def pytest_configure(config):
 def tell(line):
     """A line shown in the run's output whatever pytest captures: what a
     fixture found left by an earlier run, how long the VMs took."""
-    reporter = _CONFIG[0].pluginmanager.get_plugin("terminalreporter") if _CONFIG else None
-    if reporter:
-        reporter.write_line(line)
-    else:
+    plugins = _CONFIG[0].pluginmanager if _CONFIG else None
+    reporter = plugins.get_plugin("terminalreporter") if plugins else None
+    if reporter is None:
         print(line, file=sys.stderr)
+        return
+    capture = plugins.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        reporter.write_line(line)
 
 
 def processes_with(variable, value):
