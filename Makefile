@@ -5,6 +5,7 @@
 #   make test    the test suite, against ensembles of its own
 #   make bench   failover, watch latency, cold start and scale, on an ensemble of its own;
 #                as root, also the lab's and the VMs' memory and timings
+#                (BENCH_ONLY=lab,vms runs only the steps named)
 #   make down    stop the loopback ensemble
 #   make lab     zoo1-zoo3 as namespace machines at 10.0.10.101-103 (root; provision/lab.py)
 #   make lab-down  remove the lab and everything it made

@@ -3,7 +3,9 @@
 
 It brings up a loopback ensemble of its own (127.0.80.101-103, tick 200 ms,
 state in .zkdemo/bench), measures, prints a table and writes JSON to
-$BENCH_JSON (default .zkdemo/bench.json). Every time comes from the measured
+$BENCH_JSON (default .zkdemo/bench.json). $BENCH_ONLY (failover,
+failover_scaling, crash_failover, watch, cold_start, scale, workers,
+reconnect, lab, vms; comma separated) runs only those steps. Every time comes from the measured
 processes' own timestamped lines (the same clock, to the microsecond, with
 ZKDEMO_LOG_PRECISION=us) or from this harness's wall clock around whole
 commands. The scripts run exactly as users run them.
@@ -40,6 +42,9 @@ SESSION_S = 2.0
 # quiet, 1.5 to 1.9 ms with deletes back to back). Both sides wait alike.
 QUIET_S = 0.15
 
+
+# BENCH_ONLY=lab,vms (the steps' names, as the JSON has them) runs only those.
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 
 # Every process the bench starts. Each step stops its own; main() stops
 # whatever a failed step left, so that nothing outlives the bench.
@@ -502,11 +507,13 @@ def table(results):
                        ("workers", workers_table), ("reconnect", reconnect_table),
                        ("lab", lambda f: lab_table(f.get("lab", {"not_measured": "not run"}))),
                        ("vms", lambda f: vms_table(f.get("vms", {"not_measured": "not run"})))):
+        if key in results.get("not_run", []):
+            continue
         if key in failed:
             rows.append((key.replace("_", " "), f"FAILED: {failed[key]}"))
         else:
             rows += build(results)
-    width = max(len(name) for name, _ in rows)
+    width = max((len(name) for name, _ in rows), default=0)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
@@ -656,6 +663,9 @@ def main():
 
     def measure(key, step, into=None):
         """Run one step; a failure is recorded (table and JSON), not raised."""
+        if ONLY and key not in ONLY:
+            results.setdefault("not_run", []).append(key)
+            return
         started, first = time.monotonic(), len(MEASURED)
         try:
             value = step()

@@ -93,8 +93,8 @@ def settle(machine):
 def memory_rows(memory):
     machine = Machine(memory)
     lab("down", env=machine.env)
-    lab("up", timeout=900, env=machine.env)
-    try:
+    try:   # the up too: stopped during it, the lab goes down all the same
+        lab("up", timeout=900, env=machine.env)
         zookeeper = settle(machine)
         machine.reset_peak()
         machine.zkcli()
@@ -135,9 +135,9 @@ def memory_rows(memory):
 def partition_row():
     machine = Machine(256)
     lab("down", env=machine.env)
-    lab("up", timeout=900, env=machine.env)
     electors = []
-    try:
+    try:   # the up too: stopped during it, the lab goes down all the same
+        lab("up", timeout=900, env=machine.env)
         leader = zk_leader(machine.env)
         for name in [leader] + [m for m in MACHINES if m != leader]:
             elector = OnMachine(name, "create.py", "600", "--session-timeout", str(SESSION_S),

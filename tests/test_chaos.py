@@ -173,6 +173,10 @@ def the_lab_down():
     gone = what_is_missing()
     require(", ".join(gone) + " (for the lab)", not gone)
     env = dict(os.environ, ZKDEMO_LAB=LAB)
+    # `make chaos` as a learner types it, not a make within `make test`
+    # (which prints `Entering directory` lines, and `Leaving` at the end).
+    for variable in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+        env.pop(variable, None)
     removed_leftovers("test_chaos", lab_down(env))
     return env
 

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -457,3 +458,33 @@ def test_partition(scene, case):
     play.takeover(minority)
     play.heal()
     play.finish(minority)
+
+
+def test_the_bench_stopped_in_its_lab_row_leaves_nothing(tmp_path):
+    """`make bench` SIGTERMed (a `timeout` around it, CI's limit) while its
+    lab row's machine is up: that lab goes, with everything it made, and the
+    bench exits 130 without a traceback."""
+    gone = what_is_missing()
+    require(", ".join(gone) + " (for the lab)", not gone)
+    name = "zkdb256"   # the lab of bench_lab's first row
+    env = dict(os.environ, BENCH_ONLY="lab", BENCH_JSON=str(tmp_path / "bench.json"))
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "bench.py")],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        wait_until(lambda: process.poll() is not None
+                   or any(f.startswith("holder process") for f in leftovers(name)),
+                   180, interval=0.2, what="the bench's lab to be up")
+        assert process.poll() is None, process.communicate()[0]
+        os.killpg(process.pid, signal.SIGTERM)   # as `timeout` sends it
+        output = process.communicate(timeout=300)[0]
+        wait_until(lambda: leftovers(name) == [], 60, interval=0.5,
+                   what=f"the bench's lab to go: {leftovers(name)}")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if leftovers(name):
+            lab("down", env=dict(ENV, ZKDEMO_LAB=name), check=False)
+    assert process.returncode == 130 and "Traceback" not in output, output
