@@ -104,7 +104,7 @@ def vm_rows(boots=int(os.environ.get("BENCH_VM_BOOTS", "10"))):
                 print(f"bench: vagrant up zoo1 zoo2 zoo3, {boot} of {boots}: {ups[-1]} s",
                       file=sys.stderr)
             booted = boot_figures(run_vm(project, "vagrant", "ssh", "zoo1", "-c",
-                                         "systemd-analyze; systemd-analyze blame | head -n 8",
+                                         "sudo systemd-analyze; sudo systemd-analyze blame | head -n 8",
                                          timeout=120).stdout)
             said = run_vm(project, "vagrant", "ssh", "zoo1", "-c",
                           "sudo timeout 900 bash /vagrant/bench-memory.sh", timeout=1000).stdout
