@@ -43,7 +43,7 @@ import time
 import history
 import lab as lablib
 import timeline
-from zkensemble import (REPO, Parser, ToolError, UsageError, cleaning_up, cleaning_up_now,
+from zkensemble import (REPO, Parser, ToolError, UsageError, cleaning_up, own_group,
                         run_to_its_end, run_tool, wait_for)
 
 MACHINES = ("zoo1", "zoo2", "zoo3")
@@ -69,7 +69,7 @@ def say(message):
 def lab(*args, check=True):
     result = subprocess.run([sys.executable, LAB_PY, *args], capture_output=True, text=True,
                             timeout=600, stdin=subprocess.DEVNULL,
-                            process_group=0 if cleaning_up_now() else None)
+                            process_group=own_group())
     if check and result.returncode != 0:
         raise ChaosError(f"lab.py {' '.join(args)}: {(result.stderr or result.stdout).strip()}")
     return result

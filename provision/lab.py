@@ -52,7 +52,7 @@ import threading
 import time
 
 from zkensemble import (REPO, SERVING, Parser, ToolError, UsageError, cleaning_up,
-                        cleaning_up_now, parse_srvr, read_config, recorded, run_tool,
+                        own_group, parse_srvr, read_config, recorded, run_tool,
                         server_addresses, wait_for)
 
 LAB = os.environ.get("ZKDEMO_LAB") or "zkdemo"
@@ -77,10 +77,8 @@ def say(message):
 
 
 def run(*command, check=True, timeout=120, **kwargs):
-    if cleaning_up_now():   # a second Ctrl-C at the terminal must not reach it
-        kwargs.setdefault("process_group", 0)
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                            stdin=subprocess.DEVNULL, **kwargs)
+                            stdin=subprocess.DEVNULL, process_group=own_group(), **kwargs)
     if check and result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
         raise LabError(f"`{' '.join(command)}` failed: {detail[-1] if detail else result.returncode}")
@@ -332,7 +330,7 @@ class Machine:
         return subprocess.run(self.command(shell_command, env), capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL,
                               preexec_fn=self.cgroup.join,
-                              process_group=0 if cleaning_up_now() else None)
+                              process_group=own_group())
 
     def srvr(self):
         """The machine's ZooKeeper's answer to srvr, asked inside the machine."""

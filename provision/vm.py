@@ -12,8 +12,8 @@ network namespace of the project's own.
 The box. The VMs have no route out, so the box brings what the provisioner
 would fetch, as the lab's root does: it is that root (provision/lab.py makes
 it once, with debootstrap) with a kernel, systemd, sshd, sudo and rsync
-added (systemd-networkd configures the network), a `vagrant` user with Vagrant's insecure key, and the
-kernel and initrd beside the disk, so that no bootloader is needed. It is
+added (systemd-networkd configures the network), a `vagrant` user with
+Vagrant's insecure key, and the kernel and initrd beside the disk, so that no bootloader is needed. It is
 added as debian/bookworm64, the Vagrantfile's box, to a VAGRANT_HOME of
 vm.py's own: a debian/bookworm64 you have in ~/.vagrant.d is never touched.
 

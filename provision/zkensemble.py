@@ -113,11 +113,11 @@ def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
-def cleaning_up_now():
-    """True during a clean-up (or once the tool is stopping): a command
-    started now gets a process group of its own, so that a second Ctrl-C at
-    the terminal does not reach it."""
-    return _STOPPING["stopping"] or _STOPPING["holding"] > 0
+def own_group():
+    """subprocess's process_group for a command started now: a group of its
+    own during a clean-up (or once the tool is stopping), so that a second
+    Ctrl-C at the terminal does not reach it; the tool's group otherwise."""
+    return 0 if _STOPPING["stopping"] or _STOPPING["holding"] > 0 else None
 
 
 class _Unread:
