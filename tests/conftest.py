@@ -4,7 +4,8 @@ The tests never touch the tutorial's ensemble (127.0.10.101-103): they start
 theirs through provision/local-cluster.py, as a user would, on 127.0.77.x
 (shared by the tests that leave it as they found it) and 127.0.78.x (a fresh
 one for tests that kill, stop or pause servers). A short tickTime keeps session
-expiry quick. Every ensemble is stopped at the end of the run, also when a test
+expiry quick. $ZKDEMO_TEST_NET=127.5 moves the ranges to 127.5.77.x and on,
+for a second checkout tested beside the first. Every ensemble is stopped at the end of the run, also when a test
 fails or the run is interrupted; one left behind by a killed run is stopped
 before the next run starts its own.
 """
@@ -29,6 +30,9 @@ sys.path.insert(0, os.path.join(REPO, "provision"))
 CLUSTER = os.path.join(REPO, "provision", "local-cluster.py")
 STATE_ROOT = os.path.join(REPO, ".zkdemo", "tests")
 TICK_MS = 200
+# The first two octets of the tests' loopback ranges (NET.77.x, NET.78.x, NET.79.x):
+# two checkouts tested at once on one machine each need their own.
+NET = os.environ.get("ZKDEMO_TEST_NET", "127.0")
 
 # A user's demo settings must not steer the tests to the demo ensemble.
 for variable in ("ZKDEMO_HOSTS", "ZKDEMO_IPS", "ZKDEMO_STATE_DIR", "ZKDEMO_RUN_DIR",
@@ -225,7 +229,7 @@ def removed_leftovers(what, down):
 @pytest.fixture(scope="session")
 def ensemble():
     """A running three-server ensemble, shared: leave it as you found it."""
-    cluster = LocalEnsemble("shared", ["127.0.77.1", "127.0.77.2", "127.0.77.3"])
+    cluster = LocalEnsemble("shared", [f"{NET}.77.{i}" for i in (1, 2, 3)])
     cluster.wipe()
     cluster.up()
     try:
@@ -238,7 +242,7 @@ def ensemble():
 @pytest.fixture
 def scratch_ensemble():
     """A fresh ensemble of one test's own, for killing, stopping and pausing."""
-    cluster = LocalEnsemble("scratch", ["127.0.78.1", "127.0.78.2", "127.0.78.3"])
+    cluster = LocalEnsemble("scratch", [f"{NET}.78.{i}" for i in (1, 2, 3)])
     cluster.wipe()
     try:
         yield cluster

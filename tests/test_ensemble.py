@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import CLUSTER, LocalEnsemble
+from conftest import CLUSTER, NET, LocalEnsemble
 
 
 def process_alive(pid):
@@ -121,13 +121,13 @@ def test_a_taken_port_is_one_clear_line(scratch_ensemble):
         squatter.listen()
         result = scratch_ensemble.run("up", "--ips", ",".join(scratch_ensemble.ips), check=False)
     assert result.returncode == 1
-    assert result.stderr.strip() == ("local-cluster.py: zoo2: 127.0.78.2:2181 is already "
+    assert result.stderr.strip() == (f"local-cluster.py: zoo2: {NET}.78.2:2181 is already "
                                      "in use by another process; stop it or choose --ips")
     assert "Traceback" not in result.stderr
 
 
 def test_no_zookeeper_found_is_one_clear_line(tmp_path):
-    cluster = LocalEnsemble("no-zookeeper", ["127.0.79.1", "127.0.79.2", "127.0.79.3"])
+    cluster = LocalEnsemble("no-zookeeper", [f"{NET}.79.{i}" for i in (1, 2, 3)])
     env = dict(os.environ, ZOOKEEPER_HOME=str(tmp_path))
     result = subprocess.run([sys.executable, CLUSTER, "up", "--ips", ",".join(cluster.ips),
                              "--state-dir", str(tmp_path / "state")],

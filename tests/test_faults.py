@@ -198,7 +198,11 @@ def test_pausing_the_leaders_server_the_leader_keeps_or_reearns_leadership(fault
     server = wait_until(lambda: ensemble.server_of(leader.source), 10, what="its server")
     ensemble.run("pause", server[-1])
     try:
-        leader.wait_for(lambda m: m == "no longer leader (connection suspended)", 30)
+        # Whichever comes first: kazoo's read timeout (2/3 of the session
+        # timeout after the last answer) or the lease (0.9 of it after the last
+        # confirmed write, which may be up to a third of it older).
+        leader.wait_for(lambda m: m == "no longer leader (connection suspended)"
+                        or m.startswith("no longer leader (ZooKeeper has not confirmed"), 30)
         leader.wait_for(lambda m: m == "reconnected (same session)", 30)
         # Its znode is still the lowest, so it leads again, and nobody led meanwhile.
         wait_until(lambda: leader.messages().count("became leader") >= 2, 30,

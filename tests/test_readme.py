@@ -37,12 +37,12 @@ import time
 
 import pytest
 
-from conftest import REPO, STATE_ROOT, TIMESTAMP, OutputProcess, wait_until
+from conftest import NET, REPO, STATE_ROOT, TIMESTAMP, OutputProcess, wait_until
 from history import stamp
 
 README = os.path.join(REPO, "README.md")
 DEMO_IPS = ["127.0.10.101", "127.0.10.102", "127.0.10.103"]
-TEST_IPS = ["127.0.79.101", "127.0.79.102", "127.0.79.103"]
+TEST_IPS = [f"{NET}.79.{i}" for i in (101, 102, 103)]
 READ_ONLY = ("scripts/get.py", "scripts/status.py")
 # A command left running beside the others, in a terminal of its own.
 BESIDE = re.compile(r"in a (second|third|fourth) terminal")
