@@ -13,28 +13,38 @@ number leads. Only znodes named as this script names them (node- and the ten
 digits ZooKeeper appends) take part: other clients share /zkdemo, and a
 znode of theirs must not lead, nor keep anyone waiting behind it. Everyone
 else watches only the znode just before its own, so that when a znode goes,
-exactly one process is woken up to re-check (no "herd" of watchers).
+exactly one process is woken up to look again (no "herd" of watchers).
 kazoo's kazoo.recipe.election.Election does the same through its Lock
 recipe; this script does it by hand to show how it works.
-Each process also watches its own znode: if another client deletes it
-(zkCli.sh's `delete`), the next in line takes over, so this process says
-"no longer leader" at once and joins again at the back.
 
 It stays NUMBER seconds (random 1 to 60 when omitted), then deletes its znode
-and exits. It prints "became leader", "following <znode>" while it waits, and
-"no longer leader" as soon as leadership may be gone: on exit, and also when the
-connection is suspended, because from then on it cannot know whether its
-session, and so its znode, still exists.
+and exits. At any moment it is in one of six states:
+
+  JOINING     connected, without a znode: creates one ("created <znode>")
+  FOLLOWING   a lower znode exists: watches the one just before its own
+              ("following <znode>"; "woken: ..." when it goes)
+  CONFIRMING  its znode is the lowest, but ZooKeeper has not yet confirmed
+              that its session outlives this moment: waits for that
+  LEADING     the lowest znode, with the session confirmed ("became leader")
+  OFFLINE     the connection is down: the session, and so the znode, may or
+              may not exist ("no longer leader (connection suspended)")
+  LEAVING     time is up, or it was stopped: deletes its znode and exits
+
+kazoo drops every watch when the connection goes down, so entering a
+connected state from OFFLINE sets both watches again: on the znode before
+its own, and on its own znode, since another client may delete it
+(zkCli.sh's `delete`): then it says "no longer leader (another client
+deleted ...)" and joins again at the back.
 
 A connection that stays up is not proof enough. A server cut off from the
-majority still answers its clients' pings until it notices, up to syncLimit
-ticks later, while the majority may already have expired the session and
-handed leadership on. So the leader holds a lease: every third of the session
-timeout each elector asks ZooKeeper to commit a write that changes nothing
-(a transaction that only checks its znode). Committed, it proves that the
-leader heard from the session after the write was sent, so the session lives
-at least a session timeout from then. A leader whose lease runs out says
-"no longer leader" before ZooKeeper could expire its session.
+majority still answers its clients until it notices, up to syncLimit ticks
+later, while the majority may already have expired the session and handed
+leadership on. So it holds a lease: every third of the session timeout it
+asks ZooKeeper to commit a write that changes nothing (a transaction that
+only checks its znode). The lease counts from the one before the last
+committed write, or from the session's creation (see Lease), and ends 0.9 of a
+session timeout later; a leader whose lease runs out says "no longer leader"
+before ZooKeeper could expire its session, and goes back to CONFIRMING.
 
 Stopped while its connection is down, it waits (at most until the session
 would have expired) for ZooKeeper, to delete its znode so the next in line
@@ -48,128 +58,172 @@ import os
 import queue
 import random
 import socket
-import threading
 import time
 
-from zkdemo import (CONNECTION_ERRORS, ELECTION_PREFIX, ROOT, KazooState, NoAuthError,
-                    NoChildrenForEphemeralsError, NoNodeError, UserError, client_address, connect,
-                    disconnect, electors, ensure_root, list_root, log, make_parser,
-                    positive_number, refused, run, session_timeout)
+from zkdemo import (CONNECTION_ERRORS, ELECTION_PREFIX, ROOT, ConnectionLoss, KazooState,
+                    NoAuthError, NoChildrenForEphemeralsError, NoNodeError, UserError,
+                    client_address, connect, disconnect, electors, ensure_root,
+                    log, make_parser, new_session_sent, positive_number, refused, run,
+                    session_timeout)
 
 PREFIX = f"{ROOT}/{ELECTION_PREFIX}"
 LEASE = 0.9   # of the session timeout: what is left is the margin for clocks and ticks
+JOINING, FOLLOWING, CONFIRMING, LEADING, OFFLINE, LEAVING = (
+    "JOINING", "FOLLOWING", "CONFIRMING", "LEADING", "OFFLINE", "LEAVING")
+
+
+class Lease:
+    """Until when ZooKeeper cannot have expired our session.
+
+    ZooKeeper's leader expires a session a session timeout after it last
+    heard of it. A committed write proves the session was alive when the
+    leader took it, but a server that is not the leader passes our writes on
+    without telling the leader it heard from us: it reports the sessions it
+    heard from in its answer to the leader's next ping, sent every half tick.
+    Our writes are a third of a session timeout (at least two thirds of a
+    tick) apart, so by the time the last committed one reached the leader,
+    the leader had heard of the one before. That one's send time is where the
+    lease starts. A new session is proof at once: ZooKeeper's leader commits
+    it with a quorum, starting its clock. docs/reliability.md has the
+    argument, with ZooKeeper's source."""
+
+    def __init__(self):
+        self.start = None      # the leader had heard from the session after this
+        self.last_sent = None  # when the last committed write was sent
+
+    def connected(self, sent):
+        self.start = max(self.start or sent, sent)
+
+    def committed(self, sent):
+        if self.last_sent is not None:
+            self.start = max(self.start or self.last_sent, self.last_sent)
+        self.last_sent = max(self.last_sent or sent, sent)
+
+    def end(self, timeout):
+        return (self.start or float("-inf")) + LEASE * timeout
 
 
 class Elector:
     def __init__(self, ip):
         self.zk = None
         self.ip = ip
-        self.confirmed = None       # when the last write ZooKeeper committed for us was sent
-        self.next_renewal = 0.0     # when to confirm the session again
-        self.lapsed = False         # stepped down because the lease ran out
-        self.path = None            # our znode, once created
-        self.following = None       # the znode we watch, while we wait
-        self.deleted = False        # another client deleted our znode
-        self.rewatch = False        # our znode needs its watch (new, or the last one fired)
-        self.leaving = False
-        self.leading = False
-        self.unsure = False         # a create's answer was lost: it may exist
-        self.session_lost = False   # set from kazoo's thread, read in check()
-        self.suspended_at = None    # when the connection last went down
-        self.answered = threading.Event()  # set while ZooKeeper has a word for us
-        self.lock = threading.Lock()
-        self.wakeups = queue.Queue()  # "check" when the election may have changed
+        self.state = OFFLINE      # until kazoo says it is connected
+        self.path = None          # our znode, once created
+        self.following = None     # the znode we watch, while FOLLOWING
+        self.unsure = False       # a create's answer was lost: it may exist
+        self.lease = Lease()
+        self.next_renewal = 0.0   # when to ask ZooKeeper to confirm the session again
+        self.offline_since = None
+        self.events = queue.Queue()  # everything the main loop acts on, in order
 
-    # kazoo calls these three from its own thread: they must not block.
+    # kazoo calls these three from its own thread: they only queue an event.
     def on_state(self, state):
-        if state != KazooState.CONNECTED:
-            self.step_down("connection " + state.lower())
-            self.following = None
-        if state == KazooState.SUSPENDED:
-            self.suspended_at = time.monotonic()
-            self.answered.clear()
-        else:
-            self.answered.set()
-        if state == KazooState.LOST:
-            self.session_lost = True  # and our ephemeral znode with it
-        self.wakeups.put("check")
-
-    def on_renewed(self, sent, answer):
-        try:
-            if not all(result is True for result in answer.get()):
-                return  # our znode is gone: the watch on it wakes check()
-        except Exception:
-            return  # no answer: the connection went; the listener reports it
-        with self.lock:
-            self.confirmed = max(self.confirmed or sent, sent)
-        if self.lapsed:
-            self.wakeups.put("check")
+        self.events.put(("connection", state))
 
     def on_change(self, event):
-        """The watch on our predecessor, and the one on our own znode."""
-        if event.type == "NONE":
-            return  # the connection dropped and kazoo forgot the watch: on_state re-checks
-        if event.path == self.path:
-            if event.type != "DELETED":
-                self.rewatch = True   # someone changed its data: the watch is spent
-            elif self.leaving:
-                return  # our own delete, coming back to us on the way out
-            else:
-                self.deleted = True
-            self.wakeups.put("check")
-            return
-        # Only this process is woken when its predecessor goes: no herd.
-        self.wakeups.put("check")
-        log(f"woken: {event.path} {event.type.lower()}")
+        """A watch fired: on our predecessor, or on our own znode."""
+        if event.type != "NONE":   # NONE: kazoo dropped it with the connection
+            self.events.put(("watch", event))
 
-    def step_down(self, why):
-        with self.lock:
-            if self.leading:
-                self.leading = False
-                log(f"no longer leader ({why})")
+    def on_renewed(self, sent, path, answer):
+        try:
+            results = answer.get()
+        except Exception:
+            return  # no answer: the connection went, and its event follows
+        self.events.put(("renewed", (sent, path, results)))
 
-    @property
-    def session_timeout(self):
-        return session_timeout(self.zk)
+    # The main loop's side: one event at a time.
+    def handle(self, kind, what):
+        if kind == "connection":
+            if what == KazooState.CONNECTED:
+                if self.state == OFFLINE:
+                    if new_session_sent(self.zk):
+                        self.lease.connected(new_session_sent(self.zk))
+                    self.join()
+                return
+            self.go_offline(f"connection {what.lower()}")
+            if what == KazooState.LOST:
+                self.path, self.lease = None, Lease()   # our znode went with the session
+        elif self.state == OFFLINE:
+            return  # whatever it was, joining again looks at everything anew
+        elif kind == "renewed":
+            sent, path, results = what
+            if path != self.path:
+                return
+            if all(result is True for result in results):
+                self.lease.committed(sent)
+                if self.state == CONFIRMING and self.lease_left() > 0:
+                    self.lead()
+            elif isinstance(results[0], NoNodeError):
+                self.znode_gone()   # the same news as our own watch brings
+        elif what.path == self.path:
+            if what.type == "DELETED":
+                self.znode_gone()
+            elif not self.watch_own():   # its data changed: the watch is spent
+                self.znode_gone()
+        else:
+            log(f"woken: {what.path} {what.type.lower()}")
+            self.elect()
 
-    def lease_end(self):
-        """Until when ZooKeeper cannot have expired our session, as far as we know."""
-        with self.lock:
-            return (self.confirmed or 0.0) + LEASE * self.session_timeout
-
-    def renew_lease(self):
-        """Ask ZooKeeper to commit a check of our znode: a write through the
-        leader and a quorum that changes nothing and fires no watch."""
-        sent = time.monotonic()
-        self.next_renewal = sent + self.session_timeout / 3
-        transaction = self.zk.transaction()
-        transaction.check(self.path, -1)   # -1: any version
-        transaction.commit_async().rawlink(lambda answer: self.on_renewed(sent, answer))
-
-    def keep_lease(self):
-        """Renew the lease when it is due; step down when it ran out."""
+    def duties(self):
+        """What time alone asks for: give up a lease that ran out, renew it when due."""
         now = time.monotonic()
-        if self.leading and now >= self.lease_end():
-            self.lapsed = True
-            self.step_down(f"ZooKeeper has not confirmed the session for "
-                           f"{now - self.confirmed:.1f} s: cut off from the majority?")
-        if self.path and self.zk.state == KazooState.CONNECTED and now >= self.next_renewal:
-            self.renew_lease()
+        if self.state == LEADING and self.lease_left() <= 0:
+            self.state = CONFIRMING
+            log(f"no longer leader (ZooKeeper has not confirmed the session for "
+                f"{now - self.lease.last_sent:.1f} s: cut off from the majority?)")
+        if self.path and self.state not in (OFFLINE, LEAVING) and now >= self.next_renewal:
+            self.renew()
 
     def next_duty(self):
-        """Seconds until keep_lease() has something to do."""
-        due = [self.lease_end()] if self.leading else []
-        if self.path and self.zk.state == KazooState.CONNECTED:
+        """Seconds until duties() has something to do."""
+        due = [time.monotonic() + self.lease_left()] if self.state == LEADING else []
+        if self.path and self.state not in (OFFLINE, LEAVING):
             due.append(self.next_renewal)
         return max(0.01, min(due, default=float("inf")) - time.monotonic())
+
+    def lease_left(self):
+        return self.lease.end(session_timeout(self.zk)) - time.monotonic()
+
+    def ask(self, operation, *args, **kwargs):
+        """Wait for ZooKeeper's answer to one of kazoo's *_async calls. kazoo
+        holds a request made while the connection is down until it is back;
+        we must not wait for that with the news of it in our queue."""
+        answer = operation(*args, **kwargs)
+        if not self.zk.connected:
+            raise ConnectionLoss()
+        return answer.get()
+
+    def go_offline(self, why):
+        if self.state == LEADING:
+            log(f"no longer leader ({why})")
+        if self.state != OFFLINE:
+            self.state, self.following = OFFLINE, None
+            self.offline_since = time.monotonic()
+
+    def join(self):
+        """Connected again (or for the first time): find or make our znode,
+        set the watch on it, and take our place in the election."""
+        self.state = JOINING
+        if self.path is None and self.unsure:
+            self.path, self.unsure = self.own_znode(), False
+        if self.path is not None and not self.watch_own():
+            self.path = None   # another client deleted it meanwhile
+        if self.path is None:
+            self.create_node()
+        self.elect()
+
+    def watch_own(self):
+        """Watch our znode: another client may delete it. False if it is gone."""
+        return self.ask(self.zk.exists_async, self.path, watch=self.on_change) is not None
 
     def create_node(self):
         data = {"host": socket.gethostname(), "ip": self.ip, "pid": os.getpid(),
                 "created": datetime.datetime.now().isoformat(timespec="milliseconds")}
         sent = time.monotonic()
         try:
-            self.path = self.zk.create(PREFIX, json.dumps(data).encode(),
-                                       ephemeral=True, sequence=True, makepath=True)
+            self.path = self.ask(self.zk.create_async, PREFIX, json.dumps(data).encode(),
+                                 ephemeral=True, sequence=True, makepath=True)
         except CONNECTION_ERRORS:
             self.unsure = True  # it may exist, its answer lost with the connection
             raise
@@ -180,112 +234,112 @@ class Elector:
         except NoAuthError:
             ensure_root(self.zk)  # if it was / that refused us /zkdemo, this says so
             raise refused(self.zk, ROOT, f"create a znode under {ROOT} for a client at {self.ip}")
-        with self.lock:
-            self.confirmed = sent  # a create is a committed write too
-        self.next_renewal = sent + self.session_timeout / 3
-        self.following = None
-        self.rewatch = True
+        self.lease.committed(sent)   # a create is a committed write too
+        self.next_renewal = sent + session_timeout(self.zk) / 3
         log(f"created {self.path}")
+        if not self.watch_own():
+            self.znode_gone()
 
     def own_znode(self):
         """After a create whose answer was lost: our znode, found by its owner
         (this session), or None. Without this we could wait behind our own
         orphaned znode until the session ends, as the recipe warns."""
-        try:
-            names = electors(list_root(self.zk))
-        except NoNodeError:
-            return None  # someone deleted /zkdemo, and anything of ours in it
-        for name in names:
-            stat = self.zk.exists(f"{ROOT}/{name}")
+        for name in self.candidates():
+            stat = self.ask(self.zk.exists_async, f"{ROOT}/{name}")
             if stat and stat.ephemeralOwner == self.zk.client_id[0]:
                 return f"{ROOT}/{name}"
         return None
 
-    def check(self):
-        """One round of the election recipe."""
-        if self.zk.state != KazooState.CONNECTED:
-            return  # nothing can be known until we reconnect
-        if self.path is None and self.unsure:
-            self.path, self.unsure = self.own_znode(), False
-            self.rewatch = self.path is not None
-        if self.session_lost:
-            self.path, self.session_lost = None, False
-        if self.deleted:
-            self.step_down(f"another client deleted {self.path}")
-            self.path, self.deleted = None, False
-        if self.path is None:
-            self.create_node()  # the first time, after our session expired, or our znode deleted
-        if self.rewatch:
-            # Another client (zkCli.sh's delete, say) may delete our znode: then
-            # the next in line leads, and we must know it at once.
-            stat = self.zk.exists(self.path, watch=self.on_change)
-            self.rewatch = False
-            if stat is None:
-                self.deleted = True
-                return self.check()
+    def candidates(self):
+        """The electors' znode names, lowest first; anybody else's left out."""
+        try:
+            return electors(self.ask(self.zk.get_children_async, ROOT))
+        except NoNodeError:
+            return []   # someone deleted /zkdemo, and every znode in it
+        except NoAuthError:
+            raise refused(self.zk, ROOT, f"list {ROOT}")
+
+    def znode_gone(self):
+        """Another client deleted our znode (or all of /zkdemo): join again at the back."""
+        if self.state == LEADING:
+            log(f"no longer leader (another client deleted {self.path})")
+        self.path, self.following = None, None
+        self.join()
+
+    def elect(self):
+        """One round of the election recipe: lead, or follow the znode before ours."""
         while True:
-            try:
-                nodes = electors(list_root(self.zk))  # anybody else's znodes left out
-            except NoNodeError:
-                nodes = []  # someone deleted /zkdemo, and our znode with it
+            nodes = self.candidates()
             mine = self.path.rsplit("/", 1)[1]
-            if mine not in nodes:  # another client deleted it (or all of /zkdemo)
-                self.deleted = True
-                return self.check()
+            if mine not in nodes:
+                return self.znode_gone()
             position = nodes.index(mine)
             if position == 0:
-                return self.become_leader()
+                return self.lead()
             predecessor = f"{ROOT}/{nodes[position - 1]}"
             # Watch only the znode just before ours. If it is already gone,
             # look again: someone else may be before us now.
-            if self.zk.exists(predecessor, watch=self.on_change):
+            if self.ask(self.zk.exists_async, predecessor, watch=self.on_change):
+                self.state = FOLLOWING
                 if predecessor != self.following:
                     self.following = predecessor
                     log(f"following {predecessor}")
                 return
 
-    def become_leader(self):
-        if time.monotonic() >= self.lease_end():
-            self.lapsed = True
-            return self.renew_lease()   # lead once ZooKeeper confirms the session
-        with self.lock:
-            if not self.leading and self.zk.state == KazooState.CONNECTED:
-                self.leading, self.lapsed = True, False
-                log("became leader")
+    def lead(self):
+        if self.lease_left() <= 0:
+            self.state = CONFIRMING   # a "renewed" event brings us back here
+        elif self.state != LEADING:
+            self.state, self.following = LEADING, None
+            log("became leader")
+
+    def renew(self):
+        """Ask ZooKeeper to commit a check of our znode: a write through the
+        leader and a quorum that changes nothing and fires no watch."""
+        sent, path = time.monotonic(), self.path
+        self.next_renewal = sent + session_timeout(self.zk) / 3
+        transaction = self.zk.transaction()
+        transaction.check(path, -1)   # -1: any version
+        transaction.commit_async().rawlink(lambda answer: self.on_renewed(sent, path, answer))
 
     def leave(self):
-        self.leaving = True
-        self.step_down("exiting")
-        recovering = self.path and self.zk.state != KazooState.CONNECTED
-        if recovering and not self.wait_for_zookeeper():
+        if self.state == LEADING:
+            log("no longer leader (exiting)")
+        offline, self.state = self.state == OFFLINE, LEAVING
+        if self.path is None or (offline and not self.wait_for_zookeeper()):
             return
-        if self.path and self.zk.state == KazooState.CONNECTED:
-            try:
-                self.zk.delete(self.path)  # the successor takes over at once
-                if recovering:
-                    log(f"deleted {self.path}: ZooKeeper answered again, the next in line "
-                        "takes over now")
-            except NoNodeError:
-                pass
-            except CONNECTION_ERRORS:
-                pass  # closing the session below deletes it, or its expiry will
+        try:
+            self.ask(self.zk.delete_async, self.path)  # the successor takes over at once
+            if offline:
+                log(f"deleted {self.path}: ZooKeeper answered again, the next in line "
+                    "takes over now")
+        except NoNodeError:
+            pass
+        except CONNECTION_ERRORS:
+            pass  # closing the session below deletes it, or its expiry will
 
     def wait_for_zookeeper(self):
         """Exiting while the connection is down: wait for ZooKeeper, but no
         longer than the session could still live. True when our znode can
         still be deleted by us; otherwise say who deletes it, and when."""
-        since = self.suspended_at or time.monotonic()
-        remaining = since + self.session_timeout - time.monotonic()
-        log(f"exiting while the connection is down: waiting up to {max(remaining, 0):.1f} s "
-            f"for ZooKeeper, to delete {self.path}")
-        if remaining > 0:
-            self.answered.wait(remaining)
-        if self.session_lost:
+        timeout = session_timeout(self.zk)
+        deadline = (self.offline_since or time.monotonic()) + timeout
+        log(f"exiting while the connection is down: waiting up to "
+            f"{max(deadline - time.monotonic(), 0):.1f} s for ZooKeeper, to delete {self.path}")
+        state = self.zk.state
+        while state == KazooState.SUSPENDED and (left := deadline - time.monotonic()) > 0:
+            try:
+                kind, what = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            if kind == "connection":
+                state = what
+        if state == KazooState.LOST:
             log(f"the session expired meanwhile: ZooKeeper has deleted {self.path} already")
             return False
-        if self.zk.state != KazooState.CONNECTED:
+        if state != KazooState.CONNECTED:
             log(f"ZooKeeper did not answer: {self.path} stays until ZooKeeper expires the "
-                f"session ({self.session_timeout:g} s after it last heard from us)")
+                f"session ({timeout:g} s after it last heard from us)")
             return False
         return True
 
@@ -306,18 +360,18 @@ def main():
     log(f"staying {seconds:.1f} s")
     deadline = time.monotonic() + seconds
     try:
-        elector.wakeups.put("check")
+        # kazoo's first CONNECTED is already in the queue: handling it joins.
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                reason = elector.wakeups.get(timeout=min(remaining, elector.next_duty()))
+                event = elector.events.get(timeout=min(remaining, elector.next_duty()))
             except queue.Empty:
-                reason = None   # time to renew the lease, or to step down
+                event = None    # time to renew the lease, or to give it up
             try:
-                elector.keep_lease()
-                if reason == "check":
-                    elector.check()
+                elector.duties()
+                if event:
+                    elector.handle(*event)
             except CONNECTION_ERRORS:
-                pass  # the listener has stepped down; we re-check on reconnect
+                pass  # the connection's own event is on its way, and says what to do
         log("time is up")
     finally:
         elector.leave()

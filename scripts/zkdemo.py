@@ -25,6 +25,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 
 PROG = os.path.basename(sys.argv[0])
 try:
@@ -32,6 +33,7 @@ try:
     from kazoo.exceptions import (ConnectionLoss, NoAuthError, NoChildrenForEphemeralsError,
                                   NoNodeError, NodeExistsError, SessionExpiredError)
     from kazoo.handlers.threading import SequentialThreadingHandler
+    from kazoo.protocol.serialization import Connect
     from kazoo.security import ACL, Id, OPEN_ACL_UNSAFE, Permissions, make_digest_acl
 except ImportError:
     sys.exit(f"{PROG}: kazoo is not installed for {sys.executable}; run `make setup` "
@@ -43,7 +45,8 @@ __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeErro
            "disconnect", "client_address", "ensure_root", "in_sequence", "run",
            "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl",
            "run_dir", "check_source", "proc_stat", "worker_records", "still_ours", "ELECTION_PREFIX", "elector_sequence",
-           "electors", "data_text", "list_root", "refused", "session_timeout"]
+           "electors", "data_text", "list_root", "refused", "session_timeout",
+           "new_session_sent", "ConnectionLoss"]
 
 ROOT = "/zkdemo"   # every znode the tutorial creates lives below this one
 ELECTION_PREFIX = "node-"   # create.py's znodes: node- and the 10 digits ZooKeeper appends
@@ -225,15 +228,12 @@ def connect(args, session_timeout=10.0, on_state=None):
     if args.source:
         check_source(args.source)
     handler = ConnectionHandler(args.source, session_timeout / len(args.hosts.split(",")))
-    granted = GrantedTimeout(session_timeout)
     zk = KazooClient(hosts=args.hosts, timeout=session_timeout, handler=handler,
-                     connection_retry=RECONNECT, logger=granted.logger)
-    zk.zkdemo_granted = granted
+                     connection_retry=RECONNECT)
+    remember_connects(zk)
     session = {}
 
     def listener(state):
-        if state != KazooState.CONNECTED:
-            granted.listen()   # for the timeout the next connect is granted
         if state == KazooState.SUSPENDED:
             log("connection suspended: the session may still be alive; reconnecting")
         elif state == KazooState.LOST:
@@ -265,34 +265,47 @@ def connect(args, session_timeout=10.0, on_state=None):
     return zk
 
 
-class GrantedTimeout(logging.Handler):
-    """The session timeout the server granted, which may differ from the one
-    asked for (servers clamp it to 2 to 20 ticks). kazoo does not expose it,
-    but logs it, at its lowest level, on each connect: this handler is the
-    only one on the client's own logger and keeps that number. That level
-    also logs every packet, which costs time on every request, so it is on
-    only while connecting."""
+def remember_connects(zk):
+    """Keep, at each connect, the session timeout the server granted (it may
+    differ from the one asked for: servers clamp it to 2 to 20 ticks) and when
+    the connect request that created the session was sent. kazoo 2.11 keeps neither: its connection's
+    _invoke() sends the connect request and returns the server's answer
+    (kazoo/protocol/connection.py, ConnectionHandler._connect), so this wraps
+    it, on this client only. It runs before kazoo tells the listeners that
+    the client is connected."""
+    invoke = getattr(zk._connection, "_invoke", None)
+    if invoke is None:
+        raise RuntimeError("this kazoo has no ConnectionHandler._invoke: the granted session "
+                           "timeout cannot be learned (requirements.txt pins kazoo 2.11)")
 
-    def __init__(self, asked):
-        super().__init__()
-        self.seconds = asked
-        self.logger = logging.getLogger(f"zkdemo.kazoo.{id(self)}")
-        self.logger.propagate = False   # we report connection states ourselves
-        self.logger.addHandler(self)
-        self.listen()
+    def _invoke(timeout, request, *args, **kwargs):
+        sent = time.monotonic()
+        answer = invoke(timeout, request, *args, **kwargs)
+        if isinstance(request, Connect) and answer[0].time_out > 0:
+            new = sent if request.session_id == 0 else None
+            zk.zkdemo_connect = (answer[0].time_out / 1000.0, sent, new)
+        return answer
 
-    def listen(self):
-        self.logger.setLevel(1)
-
-    def emit(self, record):
-        if "negotiated session timeout" in str(record.msg):
-            self.seconds = record.args[2] / 1000.0
-            self.logger.setLevel(logging.CRITICAL + 1)
+    zk._connection._invoke = _invoke
+    zk.zkdemo_connect = None
 
 
 def session_timeout(zk):
     """The session timeout, in seconds, the server granted this client."""
-    return zk.zkdemo_granted.seconds
+    if zk.zkdemo_connect is None:
+        raise RuntimeError("session_timeout() before the first connect")
+    return zk.zkdemo_connect[0]
+
+
+def new_session_sent(zk):
+    """When (time.monotonic()) the connect request that created this session
+    was sent, if the last connect created it; None after a reconnect. A new
+    session is a write that ZooKeeper's leader commits with a quorum
+    (PrepRequestProcessor, OpCode.createSession: it starts the session's
+    clock), so the session lives at least a session timeout from that moment.
+    A reconnect proves less: the server renews the session with the leader it
+    knows, which may itself be cut off from the majority."""
+    return zk.zkdemo_connect[2]
 
 
 def disconnect(zk, wait=1.0):

@@ -199,8 +199,8 @@ def test_pausing_the_leaders_server_the_leader_keeps_or_reearns_leadership(fault
     ensemble.run("pause", server[-1])
     try:
         # Whichever comes first: kazoo's read timeout (2/3 of the session
-        # timeout after the last answer) or the lease (0.9 of it after the last
-        # confirmed write, which may be up to a third of it older).
+        # timeout after the last answer) or the lease (0.9 of it after the
+        # write committed before the last one).
         leader.wait_for(lambda m: m == "no longer leader (connection suspended)"
                         or m.startswith("no longer leader (ZooKeeper has not confirmed"), 30)
         leader.wait_for(lambda m: m == "reconnected (same session)", 30)

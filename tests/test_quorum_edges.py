@@ -3,6 +3,8 @@ word and a client's connection state are behind the truth.
 
 - status.py must not call it a quorum while a leader whose followers are gone
   still answers `Mode: leader` (it does for up to syncLimit ticks);
+- create.py back in its session after its server came back still watches
+  its own znode, and steps down at once when another client deletes it;
 - create.py stopped while its connection is still recovering must delete its
   znode as soon as ZooKeeper answers again, or else say that it stays until
   the session expires, and the next elector takes over accordingly;
@@ -131,6 +133,32 @@ def test_a_leader_stopped_while_reconnecting_hands_over(scratch_ensemble, electo
     assert second.stop() == 143
 
 
+def test_a_leader_back_from_a_lost_connection_still_hears_its_znode_deleted(
+        scratch_ensemble, electors, zk_factory):
+    """kazoo drops every watch when the connection goes. A leader back in its
+    session must watch its own znode again: deleted by another client, it
+    steps down at once (not when its lease runs out) and joins at the back,
+    and the next in line leads. (Both learn of the delete from their watches
+    at about the same moment: a deletion by another client is news to both.)"""
+    first, second, path = electors(session_timeout=10)
+    scratch_ensemble.run("kill", "1")
+    first.wait_for(lambda m: m == "no longer leader (connection suspended)")
+    scratch_ensemble.run("start", "1")
+    first.wait_for(lambda m: m == "reconnected (same session)", timeout=30)
+    wait_until(lambda: first.messages().count("became leader") == 2, 30,
+               what="the leader to lead again in its session")
+    zk_factory(scratch_ensemble.address("zoo2")).delete(path)
+    deleted_at = time.monotonic()
+    first.wait_for(lambda m: m.startswith("no longer leader") and "exiting" not in m
+                   and m != "no longer leader (connection suspended)", timeout=30)
+    # Well before its lease (0.9 x 10 s) could have run out.
+    assert time.monotonic() - deleted_at < 4, first.lines
+    said = [m for m in first.messages() if m.startswith("no longer leader")]
+    assert said[-1] == f"no longer leader (another client deleted {path})", first.lines
+    second.wait_for(lambda m: m == "became leader")
+    first.wait_for(lambda m: m.startswith("following "))
+
+
 def test_a_leader_that_cannot_reach_zookeeper_says_its_znode_waits_for_expiry(
         scratch_ensemble, electors, zk_factory):
     first, second, path = electors(session_timeout=4)
@@ -150,6 +178,20 @@ def test_a_leader_that_cannot_reach_zookeeper_says_its_znode_waits_for_expiry(
         "the successor took over before the session could have expired"
     check([("first", first.lines, True), ("second", second.lines, False)])
     assert second.stop() == 143
+
+
+def test_the_lease_and_the_wait_use_the_timeout_the_server_granted(scratch_ensemble, electors):
+    """Asked for 60 s, with 500 ms ticks the servers grant 10 s (20 ticks):
+    create.py must count with what was granted, not with what it asked for."""
+    first, second, path = electors(session_timeout=60)
+    scratch_ensemble.run("kill", "1")   # and it stays down
+    first.wait_for(lambda m: m == "no longer leader (connection suspended)")
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 143
+    waited = next(m for m in first.messages() if m.startswith("exiting while"))
+    assert 0 < float(waited.split("waiting up to ")[1].split()[0]) <= 10, waited
+    assert (f"ZooKeeper did not answer: {path} stays until ZooKeeper expires the session "
+            "(10 s after it last heard from us)") in first.messages(), first.lines
 
 
 def test_sessions_outlive_an_outage_of_four_session_timeouts(scratch_ensemble, scripts,
