@@ -7,7 +7,7 @@ For every server in --hosts it sends two four-letter words to the client port
   address   mode   zxid   znodes   connections   latency min/avg/max
 
 and `mntr` for what the server knows of the others: the ensemble's size and,
-on the leader, how many followers are in step with it (synced) right now.
+on the leader, how many followers it counts as in step with it (synced).
 
 The mode is leader, follower or standalone while a server serves; "not
 serving" when it runs but has no quorum to follow (it answers, but refuses
@@ -25,8 +25,17 @@ that does not answer as a follower in step (in the broadcast phase). Writes
 go through only while that count is a majority of the ensemble. The exit
 status is 0 when it is, and 1 otherwise: also when the followers answer
 and their leader does not (cut off from this client, hanging or down), and
-when the leader is not in --hosts and so cannot be asked. --watch shows it anew every second until
-Ctrl-C: run it while you kill servers with local-cluster.py.
+when the leader is not in --hosts and so cannot be asked.
+
+That count is the leader's view, and it can be late. mntr's synced followers
+are the followers still connected to the leader: a leader cut off from them
+counts them until their connections time out, up to syncLimit ticks, and
+they still answer as its followers for as long. Asked from where they answer,
+or with only the leader in --hosts, status.py then says "quorum" (exit 0)
+for a leader that can no longer write.
+
+--watch shows it anew every second until Ctrl-C: run it while you kill
+servers with local-cluster.py.
 """
 
 import concurrent.futures
