@@ -1,6 +1,8 @@
 """The moments just after a quorum is lost or comes back, when a server's own
 word and a client's connection state are behind the truth.
 
+- a sync through a cut-off follower waits, and one through a cut-off leader
+  is answered at once (for up to syncLimit ticks);
 - status.py must not call it a quorum while a leader whose followers are gone
   still answers `Mode: leader` (it does for up to syncLimit ticks);
 - create.py back in its session after its server came back still watches
@@ -17,6 +19,7 @@ import datetime
 import os
 import re
 import signal
+import threading
 import time
 
 import pytest
@@ -84,6 +87,47 @@ def test_status_is_not_fooled_by_a_leader_whose_followers_are_gone(scratch_ensem
     assert code == 1
     assert lines[-1] == ("no quorum: no server serves, so clients can neither read nor write "
                          "(0 of 3 serving, 1 answering)")
+
+
+def test_a_cut_off_follower_holds_a_sync_but_a_cut_off_leader_answers_it_alone(
+        scratch_ensemble, zk_factory):
+    """sync() is answered once the server has caught up with its leader, so
+    a follower that cannot reach its leader holds it. A leader that cannot
+    reach its followers does not know it yet (for up to syncLimit ticks) and
+    answers a sync by itself, while a write there waits for a quorum: a
+    sync-then-read through a cut-off leader can be stale."""
+    scratch_ensemble.up(tick_ms=1000)   # syncLimit 5: the leader gives up after 5 s
+    modes = scratch_ensemble.wait_serving()
+    leader = scratch_ensemble.leader()
+    followers = [name for name in modes if name != leader]
+    on_leader = zk_factory(scratch_ensemble.address(leader))
+    on_follower = zk_factory(scratch_ensemble.address(followers[0]))
+    pids = scratch_ensemble.pids()
+
+    def answered_within(async_result, seconds):
+        done = threading.Event()
+        async_result.rawlink(lambda _: done.set())
+        return done.wait(seconds)   # an observation window: was it answered by then?
+
+    os.kill(pids[leader], signal.SIGSTOP)
+    try:
+        assert not answered_within(on_follower.sync_async("/"), 2), \
+            "a follower without its leader answered a sync"
+    finally:
+        os.kill(pids[leader], signal.SIGCONT)
+    scratch_ensemble.wait_serving()
+    assert scratch_ensemble.leader() == leader
+
+    for name in followers:
+        os.kill(pids[name], signal.SIGSTOP)
+    try:
+        assert answered_within(on_leader.sync_async("/"), 2), \
+            "the leader held a sync without its followers"
+        assert not answered_within(on_leader.create_async("/zkdemo-sync-edge"), 2), \
+            "a write committed without a quorum"
+    finally:
+        for name in followers:
+            os.kill(pids[name], signal.SIGCONT)
 
 
 @pytest.fixture
