@@ -3,6 +3,7 @@ word and a client's connection state are behind the truth.
 
 - a sync through a cut-off follower waits, and one through a cut-off leader
   is answered at once (for up to syncLimit ticks);
+- kazoo forgets every watch when its connection goes, and sets none again;
 - status.py must not call it a quorum while a leader whose followers are gone
   still answers `Mode: leader` (it does for up to syncLimit ticks);
 - create.py back in its session after its server came back still watches
@@ -17,6 +18,7 @@ word and a client's connection state are behind the truth.
 
 import datetime
 import os
+import queue
 import re
 import signal
 import threading
@@ -128,6 +130,38 @@ def test_a_cut_off_follower_holds_a_sync_but_a_cut_off_leader_answers_it_alone(
     finally:
         for name in followers:
             os.kill(pids[name], signal.SIGCONT)
+
+
+def test_kazoo_drops_every_watch_when_the_connection_goes_and_sets_none_again(
+        scratch_ensemble, zk_factory):
+    """What watch.py and create.py are built around: when the connection is
+    suspended kazoo calls each watch once with a NONE event and forgets it;
+    back in the same session, a change fires nothing until the client reads
+    again with a watch (the Java client would re-send its watches)."""
+    scratch_ensemble.up()
+    scratch_ensemble.wait_serving()
+    writer = zk_factory(scratch_ensemble.hosts)
+    writer.create("/watched", b"1")
+    client = zk_factory(scratch_ensemble.address("zoo1"))
+    events = queue.Queue()
+    client.get("/watched", watch=events.put)
+    session = client.client_id[0]
+    scratch_ensemble.run("kill", "1")
+    assert events.get(timeout=30).type == "NONE"
+    scratch_ensemble.run("start", "1")
+    wait_until(lambda: client.connected, 60, what="the client back")
+    assert client.client_id[0] == session
+    writer.set("/watched", b"2")
+    # A marker after it: ZooKeeper sends notifications in the order of the
+    # writes, and kazoo runs watches in order, so a watch on /watched that
+    # still existed would be called first.
+    client.exists("/marker", watch=events.put)
+    writer.create("/marker")
+    first = events.get(timeout=30)
+    assert (first.path, first.type) == ("/marker", "CREATED"), first
+    client.get("/watched", watch=events.put)
+    writer.set("/watched", b"3")
+    assert events.get(timeout=30).type == "CHANGED"
 
 
 @pytest.fixture
