@@ -14,8 +14,8 @@ import pytest
 from kazoo.exceptions import ConnectionLoss, NodeExistsError, SessionExpiredError
 from kazoo.security import OPEN_ACL_UNSAFE
 
-from conftest import (REPO, TIMESTAMP, processes_with, run_script, script_command, stopped_at,
-                      wait_until)
+from conftest import (REPO, TIMESTAMP, held, processes_with, run_script, script_command,
+                      stopped_at, wait_until)
 from history import stamp
 
 SCRIPTS = ["watch.py", "create.py", "get.py", "create-start.py", "create-stop.py",
@@ -270,6 +270,50 @@ def test_watch_reconnects_to_another_server_and_reports_what_it_missed(scratch_e
     watcher.wait_for(lambda m: m.startswith("created /zkdemo/after three"), timeout=30)
     assert watcher.stop(signal.SIGINT) == 130
     assert watcher.stderr == ""
+
+
+def watch_on_a_follower(ensemble, zk_factory, scripts, znodes):
+    """watch.py on one follower, free to move only to the other (no election
+    when its server dies), once it has listed `znodes` (path -> data); and
+    a client on that other follower, whose writes are done there when it
+    has its answer."""
+    ensemble.up()
+    modes = ensemble.wait_serving()
+    followers = [name for name in ("zoo1", "zoo2", "zoo3") if modes[name] == "follower"]
+    zk = zk_factory(ensemble.hosts)
+    zk.ensure_path("/zkdemo")
+    for first in range(0, len(znodes), 500):
+        for made in [zk.create_async(path, data)
+                     for path, data in list(znodes.items())[first:first + 500]]:
+            made.get()
+    # --source 127.0.0.3 lets us find, in `stat`, which server watch.py is on.
+    watcher = scripts("watch.py", "--source", "127.0.0.3", "--hosts",
+                      ",".join(ensemble.address(name) for name in followers))
+    wait_until(lambda: watcher.count(lambda m: m.startswith("present ")) == len(znodes), 60,
+               what="watch.py's listing")
+    server = wait_until(lambda: ensemble.server_of("127.0.0.3"), 10, what="watch.py's server")
+    other = next(name for name in followers if name != server)
+    return watcher, server, zk_factory(ensemble.address(other))
+
+
+def test_watch_reports_a_znode_made_again_while_it_was_away(scratch_ensemble, zk_factory,
+                                                          scripts):
+    watcher, server, writer = watch_on_a_follower(scratch_ensemble, zk_factory, scripts,
+                                                  {"/zkdemo/w": b"old"})
+    with held(watcher):   # its server dies, and /zkdemo/w is made anew before it notices
+        scratch_ensemble.run("kill", server[-1])
+        transaction = writer.transaction()
+        transaction.delete("/zkdemo/w")
+        transaction.create("/zkdemo/w", b"new")
+        assert transaction.commit() == [True, "/zkdemo/w"]
+    watcher.wait_for(lambda m: m.startswith("created /zkdemo/w new"), timeout=30)
+    writer.set("/zkdemo/w", b"newer")
+    watcher.wait_for(lambda m: m == "updated /zkdemo/w newer", timeout=10)
+    lines = watcher.messages()
+    assert lines[-3:] == ["deleted /zkdemo/w  (missed while disconnected)",
+                          "created /zkdemo/w new  (missed while disconnected)",
+                          "updated /zkdemo/w newer"], lines
+    assert watcher.stop(signal.SIGINT) == 130 and watcher.stderr == ""
 
 
 # --- create-start.py and create-stop.py ---------------------------------------
