@@ -20,7 +20,10 @@ transaction that created it (its czxid): "deleted <path>", then "created
 <path> <data>".
 
 When its server goes away, kazoo reconnects to another one in --hosts; the
-script then reads everything again and reports what it missed.
+script then reads everything again and reports what it missed. A znode it
+lists then and finds gone when it reads it a moment later may have been
+updated meanwhile, unseen by any read: "deleted <path> (updates just before it
+may be unseen)".
 
 /zkdemo itself may go (another client deletes it, with everything under it)
 or not be there yet: watch.py then says so, reports each znode it saw go,
@@ -34,6 +37,8 @@ import queue
 
 from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoAuthError, NoNodeError, connect,
                     data_text, disconnect, in_sequence, list_root, log, make_parser, run)
+
+UNSEEN = " (updates just before it may be unseen)"
 
 
 class Watcher:
@@ -221,12 +226,14 @@ class Watcher:
         finished as it began: what was there already is `present`."""
         label = "  (missed while disconnected)" if self.listed else ""
         for path in list(self.gone):   # their data watches went with the connection
-            self.report_deleted(path)
+            self.report_deleted(path, UNSEEN)
         known = list(self.known)   # read again below: the listing reads only new ones
         self.read_children("created" if self.listed else "present", label, watched=False)
         for path in known:
+            # Listed, and gone when read: any update just before the delete,
+            # made while we were away, no read could show.
             if path in self.known and not self.read_data(path, label=label):
-                self.report_deleted(path)
+                self.report_deleted(path, UNSEEN)
         self.listed = True
 
 

@@ -316,6 +316,39 @@ def test_watch_reports_a_znode_made_again_while_it_was_away(scratch_ensemble, zk
     assert watcher.stop(signal.SIGINT) == 130 and watcher.stderr == ""
 
 
+def test_watch_says_updates_may_be_unseen_when_a_znode_goes_during_its_re_read(
+        scratch_ensemble, zk_factory, scripts):
+    """Seen in `make chaos`: while watch.py reconnected, /zkdemo/last was
+    updated; its re-read listed it, and by the time it read the znode's data
+    it was gone. No client can see that update, and watch.py must say so:
+    the delete comes with `updates just before it may be unseen`.
+
+    watch.py re-reads the znodes it knew one by one, 3000 before
+    /zkdemo/last; the test stops it (SIGSTOP: a busy client) as soon as it
+    has reconnected, deletes the znode through the server it is on, and lets
+    it go on."""
+    znodes = {f"/zkdemo/a{n:05d}": b"x" for n in range(3000)}
+    watcher, server, writer = watch_on_a_follower(scratch_ensemble, zk_factory, scripts,
+                                                  dict(znodes, **{"/zkdemo/last": b"v0"}))
+    with held(watcher):   # its server dies and the znode is updated before it notices
+        scratch_ensemble.run("kill", server[-1])
+        writer.set("/zkdemo/last", b"v1")
+    wait_until(lambda: watcher.count(lambda m: m.startswith("reconnected")), 15, interval=0.002,
+               what="watch.py to reconnect")
+    with held(watcher):   # its re-read begun: the znode goes before it reaches it
+        writer.delete("/zkdemo/last")
+    said = watcher.wait_for(lambda m: m.startswith("deleted /zkdemo/last"), timeout=30)
+    lines = watcher.messages()
+    assert not any(m.startswith("updated /zkdemo/last") for m in lines), \
+        f"watch.py read /zkdemo/last before the delete (stopped too late): {lines[-5:]}"
+    assert said == "deleted /zkdemo/last (updates just before it may be unseen)", lines[-5:]
+    # Its watches are set again: what follows is reported.
+    writer.create("/zkdemo/after", b"one")
+    watcher.wait_for(lambda m: m == "created /zkdemo/after one", timeout=10)
+    assert watcher.stop(signal.SIGINT) == 130
+    assert watcher.stderr == ""
+
+
 # --- create-start.py and create-stop.py ---------------------------------------
 
 @pytest.fixture
