@@ -139,15 +139,21 @@ def watch_window(lines):
     return start, min(ends) if ends else None
 
 
+# What watch.py adds to a delete when updates just before it may have gone unseen.
+UNSEEN = "(updates just before it may be unseen)"
+
+
 def lost_events(ops, doubtful, lines, window, slack=datetime.timedelta(seconds=3)):
     """The writer's acknowledged changes that one watch.py run never
     reported: [(op, why)]. A change counts when it was made inside the run's
     window (less `slack` at its end, the time a report may take). It is
     reported by a line about its znode: created or updated to its version or
     a later one (the later ones say how many they folded), deleted (with
-    `missed while disconnected` when the updates before it were never seen),
-    or `deleted before it could be read`; a znode created and deleted
-    between two reads, updates and all, is reported as a folded child change."""
+    `missed while disconnected` when the updates before it were never seen,
+    or `updates just before it may be unseen`, which covers the updates made
+    before that delete), or `deleted before it could be read`; a znode
+    created and deleted between two reads, updates and all, is reported as a
+    folded child change."""
     start, end = window
     if start is None:
         return []
@@ -167,6 +173,7 @@ def lost_events(ops, doubtful, lines, window, slack=datetime.timedelta(seconds=3
         version = int(words[2][1:]) if len(words) > 2 and words[2][:1] == "v" \
             and words[2][1:].isdigit() else None
         seen.setdefault(path, []).append((when, words[0], version, said))
+    deleted_at = {op.path: op.when for op in ops if op.kind == "delete"}
     lost = []
     for op in ops:
         if op.path in doubtful or not start <= op.when <= end - slack:
@@ -182,6 +189,8 @@ def lost_events(ops, doubtful, lines, window, slack=datetime.timedelta(seconds=3
             # seen at all: the folded child changes cover its updates too.
             ok = any((v is not None and v >= op.version) or "deleted before it could be read" in s
                      or (verb == "deleted" and "missed while disconnected" in s)
+                     or (s == f"deleted {op.path} {UNSEEN}" and op.path in deleted_at
+                         and op.when <= deleted_at[op.path])
                      for _, verb, v, s in reports) or (not reports and folded)
         else:
             ok = any(verb == "deleted" or "deleted before it could be read" in s
