@@ -139,26 +139,35 @@ def watch_window(lines):
     return start, min(ends) if ends else None
 
 
+# What watch.py adds to a delete when updates just before it may have gone unseen.
+UNSEEN = "(updates just before it may be unseen)"
+
+
 def lost_events(ops, doubtful, lines, window, slack=datetime.timedelta(seconds=3)):
     """The writer's acknowledged changes that one watch.py run never
     reported: [(op, why)]. A change counts when it was made inside the run's
     window (less `slack` at its end, the time a report may take). It is
     reported by a line about its znode: created or updated to its version or
     a later one (the later ones say how many they folded), deleted (with
-    `missed while disconnected` when the updates before it were never seen),
-    or `deleted before it could be read`; a znode created and deleted
-    between two reads, updates and all, is reported as a folded child change."""
+    `missed while disconnected` when the updates before it were never seen,
+    or `updates just before it may be unseen`, which covers the updates made
+    before that delete), or `deleted before it could be read`.
+
+    A znode created and deleted between two reads is named by no line: its
+    create and delete are two of the N in a later `N child changes folded`,
+    and its updates go with its create. Each such line covers at most N
+    creates and deletes made before it."""
     start, end = window
     if start is None:
         return []
     seen = {}
-    folded_after = []
+    folds = []   # [when, how many it can still cover] for each folded line
     for line in lines:
         if line[:2] != "20":
             continue
         when, said = stamp(line), message(line)
         if " child change" in said and "folded" in said:
-            folded_after.append(when)
+            folds.append([when, int(said.split()[0])])
             continue
         words = said.split()
         if len(words) < 2 or not words[1].startswith("/"):
@@ -167,27 +176,41 @@ def lost_events(ops, doubtful, lines, window, slack=datetime.timedelta(seconds=3
         version = int(words[2][1:]) if len(words) > 2 and words[2][:1] == "v" \
             and words[2][1:].isdigit() else None
         seen.setdefault(path, []).append((when, words[0], version, said))
-    lost = []
+    deleted_at = {op.path: op.when for op in ops if op.kind == "delete"}
+    unreported = []
     for op in ops:
         if op.path in doubtful or not start <= op.when <= end - slack:
             continue
         # Any report of the path will do, even one stamped a little before the
         # writer logged the acknowledgement: versions say what it covers.
         reports = seen.get(op.path, [])
-        folded = any(t >= op.when for t in folded_after)
         if op.kind == "create":
-            ok = bool(seen.get(op.path)) or folded
+            ok = bool(reports)
         elif op.kind == "set":
-            # A znode created, updated and deleted between two reads is never
-            # seen at all: the folded child changes cover its updates too.
             ok = any((v is not None and v >= op.version) or "deleted before it could be read" in s
                      or (verb == "deleted" and "missed while disconnected" in s)
-                     for _, verb, v, s in reports) or (not reports and folded)
+                     or (s == f"deleted {op.path} {UNSEEN}" and op.path in deleted_at
+                         and op.when <= deleted_at[op.path])
+                     for _, verb, v, s in reports)
         else:
             ok = any(verb == "deleted" or "deleted before it could be read" in s
-                     for _, verb, v, s in reports) or folded
+                     for _, verb, v, s in reports)
         if not ok:
-            lost.append((op, f"{op.kind} {op.path} v{op.version} at {op.when} never reported"))
+            unreported.append(op)
+    # The creates and deletes of znodes no line names, oldest first, each to
+    # the first folded line after it that still has room: a later change can
+    # use no line an earlier one could not, so none is left out that another
+    # order would cover.
+    folded = set()
+    for op in sorted(unreported, key=lambda op: op.when):
+        if op.kind != "set" and op.path not in seen:
+            fold = next((f for f in folds if f[0] >= op.when and f[1] > 0), None)
+            if fold:
+                fold[1] -= 1
+                folded.add((op.kind, op.path))
+    lost = [(op, f"{op.kind} {op.path} v{op.version} at {op.when} never reported")
+            for op in unreported if (op.kind, op.path) not in folded
+            and not (op.kind == "set" and ("create", op.path) in folded)]
     for path, reports in seen.items():
         versions = [v for _, _, v, _ in reports if v is not None]
         if versions != sorted(versions):

@@ -14,10 +14,16 @@ version counts every update, so when it jumped by more than one the line says
 how many updates were folded; the parent's child version does the same for
 znodes created and deleted in between, which no read could show. A znode
 updated and then deleted before the read is reported as both ("updated
-<path>, deleted before it could be read", then "deleted <path>").
+<path>, deleted before it could be read", then "deleted <path>"). A znode
+deleted and made again under the same name is told apart by the zxid of the
+transaction that created it (its czxid): "deleted <path>", then "created
+<path> <data>".
 
 When its server goes away, kazoo reconnects to another one in --hosts; the
-script then reads everything again and reports what it missed.
+script then reads everything again and reports what it missed. A znode it
+lists then and finds gone when it reads it a moment later may have been
+updated meanwhile, unseen by any read: "deleted <path> (updates just before it
+may be unseen)".
 
 /zkdemo itself may go (another client deletes it, with everything under it)
 or not be there yet: watch.py then says so, reports each znode it saw go,
@@ -32,13 +38,17 @@ import queue
 from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoAuthError, NoNodeError, connect,
                     data_text, disconnect, in_sequence, list_root, log, make_parser, run)
 
+UNSEEN = " (updates just before it may be unseen)"
+
 
 class Watcher:
     def __init__(self):
         self.zk = None
-        self.known = {}           # path -> (version, data) as last printed
-        self.child_version = None  # /zkdemo's cversion at the last read
-        self.deleted_unseen = 0    # znodes listed, then gone before get()
+        self.known = {}           # path -> (version, data, czxid) as last printed
+        self.gone = {}            # path -> made again: known znodes a listing found deleted
+                                  # (or deleted and made again); their data watch is to tell
+        self.child_version = None  # /zkdemo's cversion at the last listing
+        self.told = 0              # child changes told since then that the next listing counts
         self.root_exists = None    # None until the first read
         self.root_czxid = None     # the zxid that created the /zkdemo we know
         self.disconnected = False
@@ -67,8 +77,12 @@ class Watcher:
             self.disconnected = False
             self.events.put(("reconnected", None))
 
-    def read_children(self, verb="created", label=""):
-        """Read the child list (re-arming its watch) and report what changed."""
+    def read_children(self, verb="created", label="", watched=True):
+        """Read the child list (re-arming its watch) and report what changed.
+        A znode we know that the list no longer holds (or holds made anew) is
+        left to its data watch, which fires on the delete, and on an update
+        before it first: so the two are told in order. After a reconnect
+        (`watched` False) kazoo has dropped every watch: the list tells."""
         try:
             children, stat = list_root(self.zk, watch=self.on_children, include_data=True)
         except NoNodeError:
@@ -78,38 +92,71 @@ class Watcher:
         if self.root_exists is False:
             # A new /zkdemo, whose child version starts from 0.
             log(f"created {ROOT}{label}")
-            self.child_version, self.deleted_unseen = 0, 0
+            self.child_version, self.told = 0, 0
         self.root_exists, self.root_czxid = True, stat.czxid
+        told, self.told = self.told, 0
         paths = {f"{ROOT}/{name}" for name in children}
         added = in_sequence(paths - self.known.keys())
-        removed = in_sequence(self.known.keys() - paths)
+        removed = in_sequence(self.known.keys() - paths - self.gone.keys())
         for path in removed:
-            del self.known[path]
-            log(f"deleted {path}{label}")
-        vanished = 0
+            if watched:
+                self.gone[path] = False
+            else:
+                del self.known[path]
+                log(f"deleted {path}{label}")
         # Ask for all of them at once and then take the answers in order: one
         # round trip for the lot rather than one per znode.
         answers = [(path, self.zk.get_async(path, watch=self.on_data)) for path in added]
         for path, answer in answers:
-            if not self.read_data(path, verb, label, answer):
-                log(f"{verb} {path}, deleted before it could be read{label}")
-                vanished += 1
+            self.read_new(path, verb, label, answer)
         if self.child_version is not None:
-            # cversion counts every create and delete of a child. Deletions of
-            # znodes that vanished at the last read are counted in it by now.
-            unseen = (stat.cversion - self.child_version - len(added) - len(removed)
-                      - self.deleted_unseen)
+            # cversion counts every create and delete of a child (ZooKeeper
+            # keeps the creates, c, and reports 2c minus the children there
+            # now). Say it went from 7 to 11; this list shows 1 znode created
+            # and 1 gone, and 0 were told since the last one (such as one that
+            # vanished before we could read it, whose delete counts here):
+            # 11 - 7 - 1 - 1 - 0 = 2 changes no read could show, "2 child
+            # changes folded" (one znode created and deleted in between).
+            unseen = stat.cversion - self.child_version - len(added) - len(removed) - told
+            if unseen > 0:
+                unseen -= 2 * self.find_made_again(paths, stat.pzxid, label, watched)
             if unseen > 0:
                 log(f"{unseen} child change{'s' if unseen > 1 else ''} folded: created "
                     f"and deleted between two reads{label}")
-        self.deleted_unseen = vanished
         self.child_version = stat.cversion
+
+    def find_made_again(self, paths, pzxid, label, watched):
+        """Known znodes this listing holds, but deleted and made again before
+        it: the new one's czxid differs and is at most the listing's pzxid
+        (the zxid of /zkdemo's last child change). Two changes each."""
+        listed = in_sequence((self.known.keys() & paths) - self.gone.keys())
+        answers = [(path, self.zk.exists_async(path)) for path in listed]
+        found = 0
+        for path, answer in answers:
+            stat = answer.get()
+            if not stat or stat.czxid == self.known[path][2] or stat.czxid > pzxid:
+                continue   # the one we know, or changed after this listing
+            found += 1
+            if watched:
+                self.gone[path] = True
+            else:
+                del self.known[path]
+                log(f"deleted {path}{label}")
+                self.read_new(path, "created", label)
+        return found
+
+    def read_new(self, path, verb, label, answer=None):
+        """Read and report a znode that we did not know."""
+        if not self.read_data(path, verb, label, answer):
+            log(f"{verb} {path}, deleted before it could be read{label}")
+            self.told += 1   # its delete: the next listing counts it
 
     def report_root_gone(self, label, then=""):
         """/zkdemo went (or never was): so did every znode we knew under it."""
         for path in in_sequence(self.known):
             log(f"deleted {path}{label}")
         self.known.clear()
+        self.gone.clear()
         if self.root_exists is not False:
             log(f"{ROOT} {'is gone' if self.root_exists else 'does not exist yet'}{label}{then}")
         self.root_exists, self.root_czxid = False, None
@@ -124,7 +171,8 @@ class Watcher:
 
     def read_data(self, path, verb="updated", label="", answer=None):
         """Read one znode's data (re-arming its watch) and report it if new.
-        False when the znode is gone (the child-list watch reports that).
+        False when the znode we knew there is gone (a znode made since under
+        its name, with another czxid, is not that one).
         `answer`: the znode's get_async(), when it was asked for already."""
         try:
             data, stat = (answer or self.zk.get_async(path, watch=self.on_data)).get()
@@ -139,7 +187,9 @@ class Watcher:
                 return False
             text = "(data not readable here: NoAuth)"
         previous = self.known.get(path)
-        self.known[path] = (stat.version, text)
+        if previous and previous[2] != stat.czxid:
+            return False
+        self.known[path] = (stat.version, text, stat.czxid)
         if previous is None:
             times = f"{stat.version} time{'s' if stat.version != 1 else ''}"
             note = f" (updated {times} before this read)" if stat.version else ""
@@ -150,16 +200,40 @@ class Watcher:
             log(f"updated {path} {text}{note}{label}")
         return True
 
+    def data_changed(self, path, kind):
+        """A znode's data watch fired: it was updated ("changed") or deleted."""
+        if self.read_data(path):
+            return   # still the one we know ("deleted": a notification about an older one)
+        if kind == "changed":
+            # Told of an update, then the znode went before we could read it:
+            # the update is reported, its data never seen.
+            log(f"updated {path}, deleted before it could be read")
+        self.report_deleted(path)
+
+    def report_deleted(self, path, note=""):
+        """The znode we knew at `path` is gone. If a listing found that, it
+        counted the delete, and the create of one made since, reported here."""
+        del self.known[path]
+        log(f"deleted {path}{note}")
+        if path not in self.gone:
+            self.told += 1   # the next listing counts this delete
+        elif self.gone.pop(path):
+            self.read_new(path, "created", "")
+
     def list_everything(self):
         """The first listing, or, after a reconnect, the whole tree compared
         with what we knew. A listing that a lost connection cut short is
         finished as it began: what was there already is `present`."""
         label = "  (missed while disconnected)" if self.listed else ""
+        for path in list(self.gone):   # their data watches went with the connection
+            self.report_deleted(path, UNSEEN)
         known = list(self.known)   # read again below: the listing reads only new ones
-        self.read_children(verb="created" if self.listed else "present", label=label)
+        self.read_children("created" if self.listed else "present", label, watched=False)
         for path in known:
-            if path in self.known:
-                self.read_data(path, label=label)
+            # Listed, and gone when read: any update just before the delete,
+            # made while we were away, no read could show.
+            if path in self.known and not self.read_data(path, label=label):
+                self.report_deleted(path, UNSEEN)
         self.listed = True
 
 
@@ -179,10 +253,8 @@ def main():
                     watcher.list_everything()
                 elif kind == "children":
                     watcher.read_children()
-                elif not watcher.read_data(path) and kind == "changed":
-                    # Told of an update, then the znode went before we could
-                    # read it: the update is reported, its data never seen.
-                    log(f"updated {path}, deleted before it could be read")
+                elif path in watcher.known:   # else it was reported deleted already
+                    watcher.data_changed(path, kind)
             except CONNECTION_ERRORS:
                 pass  # reported by the listener; everything is re-read on reconnect
     finally:

@@ -278,8 +278,9 @@ def failover_scaling(hosts, zk, sizes=(50, 200), changes=10):
 
 # How watch.py says that changes reached it folded together: "N updates
 # folded into one notification", "N child changes folded", a znode "updated
-# N times before this read" or "deleted before it could be read".
-FOLD_NOTES = ("folded", "before this read", "before it could be read")
+# N times before this read", "deleted before it could be read", or deleted
+# with "updates just before it may be unseen".
+FOLD_NOTES = ("folded", "before this read", "before it could be read", "may be unseen")
 
 
 def watch_bench(hosts, zk, events=600, rate=100.0):

@@ -359,6 +359,18 @@ class OutputProcess:
             self.proc.wait()
 
 
+@contextlib.contextmanager
+def held(process):
+    """The process stopped (SIGSTOP), as a client whose machine is busy
+    elsewhere: ZooKeeper's notifications wait for it in its socket, in the
+    order ZooKeeper sent them, and it reads them all at once when let go."""
+    os.kill(process.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(process.proc.pid, signal.SIGCONT)
+
+
 def stop_all(processes, sig=signal.SIGTERM, grace=15.0):
     """Stop every one of `processes` (Popen or OutputProcess), whatever
     happens: `sig` to all at once, then SIGKILL to any still running after

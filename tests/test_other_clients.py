@@ -3,6 +3,7 @@ deleted or locked by someone else, as a reader with zkCli.sh open beside the
 scripts makes them. The scripts must keep to their own znodes and say clearly
 what they cannot do."""
 
+import contextlib
 import signal
 import socket
 
@@ -11,7 +12,7 @@ from kazoo.client import KazooClient
 from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.security import ACL, OPEN_ACL_UNSAFE, Id, Permissions
 
-from conftest import run_script, wait_until
+from conftest import held, run_script, wait_until
 from test_scripts import line_time
 
 BINARY = b"\x00\xff\x01"
@@ -296,3 +297,57 @@ def test_watch_reports_an_update_whose_znode_went_before_the_read(ensemble, zk, 
         raced += told[0].endswith("before it could be read")
     assert watcher.stop() == 143 and watcher.stderr == ""
     print(f"{raced} of {rounds} updates were followed by the delete before watch.py's read")
+
+
+
+@pytest.mark.parametrize("after_another_change", [False, True])
+def test_watch_reports_a_znode_deleted_and_made_again_as_such(ensemble, zk, scripts,
+                                                             after_another_change):
+    """Another client deletes /zkdemo/w and creates it again in one
+    transaction: watch.py says the old one went and the new one came, with
+    its data, and goes on reporting the new one's updates. Also when another
+    change came first and the list is read only after both (watch.py busy)."""
+    zk.ensure_path("/zkdemo")
+    zk.create("/zkdemo/w", b"old")
+    zk.set("/zkdemo/w", b"old, updated")
+    watcher = scripts("watch.py", hosts=ensemble.hosts)
+    watcher.wait_for(lambda m: m == "present /zkdemo/w old, updated (updated 1 time before "
+                                    "this read)")
+    with held(watcher) if after_another_change else contextlib.nullcontext():
+        if after_another_change:
+            zk.create("/zkdemo/another", b"first")
+        transaction = zk.transaction()
+        transaction.delete("/zkdemo/w")
+        transaction.create("/zkdemo/w", b"new")
+        assert transaction.commit() == [True, "/zkdemo/w"]
+    told = lambda: [m for m in watcher.messages() if "/zkdemo/w" in m or "folded" in m][1:]
+    wait_until(lambda: len(told()) >= 2, 10, what="the transaction reported")
+    zk.set("/zkdemo/w", b"newer")
+    watcher.wait_for(lambda m: m.startswith("updated /zkdemo/w newer") or
+                     "folded" in m, timeout=10)
+    lines = watcher.messages()
+    assert told() == ["deleted /zkdemo/w", "created /zkdemo/w new", "updated /zkdemo/w newer"], \
+        lines
+    assert watcher.stop() == 143 and watcher.stderr == ""
+
+
+def test_watch_never_reports_an_update_after_the_delete(ensemble, zk, scripts):
+    """A znode updated and then deleted while watch.py is busy, after
+    another change that makes it read the list: it reads the list (the znode
+    gone) before the notification of the update, and still tells the update
+    first, then the delete."""
+    zk.ensure_path("/zkdemo")
+    zk.create("/zkdemo/brief", b"first")
+    watcher = scripts("watch.py", hosts=ensemble.hosts)
+    watcher.wait_for(lambda m: m == "present /zkdemo/brief first")
+    with held(watcher):
+        zk.create("/zkdemo/another", b"first")   # the list's watch fires here
+        zk.set("/zkdemo/brief", b"second")       # the data watch here
+        zk.delete("/zkdemo/brief")               # and no watch is left to fire
+    watcher.wait_for(lambda m: m == "deleted /zkdemo/brief", timeout=10)
+    watcher.wait_for(lambda m: m.startswith("updated /zkdemo/brief"), timeout=10)
+    lines = watcher.messages()
+    assert lines[-3:] == ["created /zkdemo/another first",
+                          "updated /zkdemo/brief, deleted before it could be read",
+                          "deleted /zkdemo/brief"], lines
+    assert watcher.stop() == 143 and watcher.stderr == ""

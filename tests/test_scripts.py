@@ -14,8 +14,8 @@ import pytest
 from kazoo.exceptions import ConnectionLoss, NodeExistsError, SessionExpiredError
 from kazoo.security import OPEN_ACL_UNSAFE
 
-from conftest import (REPO, TIMESTAMP, processes_with, run_script, script_command, stopped_at,
-                      wait_until)
+from conftest import (REPO, TIMESTAMP, held, processes_with, run_script, script_command,
+                      stopped_at, wait_until)
 from history import stamp
 
 SCRIPTS = ["watch.py", "create.py", "get.py", "create-start.py", "create-stop.py",
@@ -268,6 +268,83 @@ def test_watch_reconnects_to_another_server_and_reports_what_it_missed(scratch_e
     watcher.wait_for(lambda m: m.startswith("updated /zkdemo/before two"), timeout=30)
     writer.create("/zkdemo/after", b"three")
     watcher.wait_for(lambda m: m.startswith("created /zkdemo/after three"), timeout=30)
+    assert watcher.stop(signal.SIGINT) == 130
+    assert watcher.stderr == ""
+
+
+def watch_on_a_follower(ensemble, zk_factory, scripts, znodes):
+    """watch.py on one follower, free to move only to the other (no election
+    when its server dies), once it has listed `znodes` (path -> data); and
+    a client on that other follower, whose writes are done there when it
+    has its answer."""
+    ensemble.up()
+    modes = ensemble.wait_serving()
+    followers = [name for name in ("zoo1", "zoo2", "zoo3") if modes[name] == "follower"]
+    zk = zk_factory(ensemble.hosts)
+    zk.ensure_path("/zkdemo")
+    for first in range(0, len(znodes), 500):
+        for made in [zk.create_async(path, data)
+                     for path, data in list(znodes.items())[first:first + 500]]:
+            made.get()
+    # --source 127.0.0.3 lets us find, in `stat`, which server watch.py is on.
+    watcher = scripts("watch.py", "--source", "127.0.0.3", "--hosts",
+                      ",".join(ensemble.address(name) for name in followers))
+    wait_until(lambda: watcher.count(lambda m: m.startswith("present ")) == len(znodes), 60,
+               what="watch.py's listing")
+    server = wait_until(lambda: ensemble.server_of("127.0.0.3"), 10, what="watch.py's server")
+    other = next(name for name in followers if name != server)
+    return watcher, server, zk_factory(ensemble.address(other))
+
+
+def test_watch_reports_a_znode_made_again_while_it_was_away(scratch_ensemble, zk_factory,
+                                                          scripts):
+    watcher, server, writer = watch_on_a_follower(scratch_ensemble, zk_factory, scripts,
+                                                  {"/zkdemo/w": b"old"})
+    with held(watcher):   # its server dies, and /zkdemo/w is made anew before it notices
+        scratch_ensemble.run("kill", server[-1])
+        transaction = writer.transaction()
+        transaction.delete("/zkdemo/w")
+        transaction.create("/zkdemo/w", b"new")
+        assert transaction.commit() == [True, "/zkdemo/w"]
+    watcher.wait_for(lambda m: m.startswith("created /zkdemo/w new"), timeout=30)
+    writer.set("/zkdemo/w", b"newer")
+    watcher.wait_for(lambda m: m == "updated /zkdemo/w newer", timeout=10)
+    lines = watcher.messages()
+    assert lines[-3:] == ["deleted /zkdemo/w  (missed while disconnected)",
+                          "created /zkdemo/w new  (missed while disconnected)",
+                          "updated /zkdemo/w newer"], lines
+    assert watcher.stop(signal.SIGINT) == 130 and watcher.stderr == ""
+
+
+def test_watch_says_updates_may_be_unseen_when_a_znode_goes_during_its_re_read(
+        scratch_ensemble, zk_factory, scripts):
+    """Seen in `make chaos`: while watch.py reconnected, /zkdemo/last was
+    updated; its re-read listed it, and by the time it read the znode's data
+    it was gone. No client can see that update, and watch.py must say so:
+    the delete comes with `updates just before it may be unseen`.
+
+    watch.py re-reads the znodes it knew one by one, 3000 before
+    /zkdemo/last; the test stops it (SIGSTOP: a busy client) as soon as it
+    has reconnected, deletes the znode through the server it is on, and lets
+    it go on."""
+    znodes = {f"/zkdemo/a{n:05d}": b"x" for n in range(3000)}
+    watcher, server, writer = watch_on_a_follower(scratch_ensemble, zk_factory, scripts,
+                                                  dict(znodes, **{"/zkdemo/last": b"v0"}))
+    with held(watcher):   # its server dies and the znode is updated before it notices
+        scratch_ensemble.run("kill", server[-1])
+        writer.set("/zkdemo/last", b"v1")
+    wait_until(lambda: watcher.count(lambda m: m.startswith("reconnected")), 15, interval=0.002,
+               what="watch.py to reconnect")
+    with held(watcher):   # its re-read begun: the znode goes before it reaches it
+        writer.delete("/zkdemo/last")
+    said = watcher.wait_for(lambda m: m.startswith("deleted /zkdemo/last"), timeout=30)
+    lines = watcher.messages()
+    assert not any(m.startswith("updated /zkdemo/last") for m in lines), \
+        f"watch.py read /zkdemo/last before the delete (stopped too late): {lines[-5:]}"
+    assert said == "deleted /zkdemo/last (updates just before it may be unseen)", lines[-5:]
+    # Its watches are set again: what follows is reported.
+    writer.create("/zkdemo/after", b"one")
+    watcher.wait_for(lambda m: m == "created /zkdemo/after one", timeout=10)
     assert watcher.stop(signal.SIGINT) == 130
     assert watcher.stderr == ""
 
