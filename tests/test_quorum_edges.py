@@ -4,6 +4,8 @@ word and a client's connection state are behind the truth.
 - a sync through a cut-off follower waits, and one through a cut-off leader
   is answered at once (for up to syncLimit ticks);
 - kazoo forgets every watch when its connection goes, and sets none again;
+- status.py asked only a leader whose followers are gone says "quorum"
+  until the leader notices (its view, up to syncLimit ticks late);
 - status.py must not call it a quorum while a leader whose followers are gone
   still answers `Mode: leader` (it does for up to syncLimit ticks);
 - create.py back in its session after its server came back still watches
@@ -162,6 +164,33 @@ def test_kazoo_drops_every_watch_when_the_connection_goes_and_sets_none_again(
     client.get("/watched", watch=events.put)
     writer.set("/watched", b"3")
     assert events.get(timeout=30).type == "CHANGED"
+
+
+def test_status_asked_only_the_leader_says_quorum_for_a_while_after_its_followers_stop(
+        scratch_ensemble):
+    """status.py's quorum is the leader's view: with its followers paused (as
+    if cut off), a leader still counts them synced until their connections
+    time out, so asked only the leader, status.py says "quorum" although no
+    write could commit. Within syncLimit ticks the leader gives up."""
+    scratch_ensemble.up(tick_ms=1000)   # syncLimit 5: a 5 s window
+    modes = scratch_ensemble.wait_serving()
+    leader = scratch_ensemble.leader()
+    followers = [name for name in modes if name != leader]
+    pids = scratch_ensemble.pids()
+    only_leader = scratch_ensemble.address(leader)
+    for name in followers:
+        os.kill(pids[name], signal.SIGSTOP)
+    try:
+        result = run_script("status.py", "--timeout", "1", hosts=only_leader)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.splitlines()[-1].split(" ", 2)[2].startswith(
+            f"quorum: {only_leader} leads, 3 of 3 servers in step"), result.stdout
+        wait_until(lambda: run_script("status.py", "--timeout", "1",
+                                      hosts=only_leader).returncode == 1,
+                   SYNC_LIMIT * 1 + 10, what="the leader to give up")
+    finally:
+        for name in followers:
+            os.kill(pids[name], signal.SIGCONT)
 
 
 @pytest.fixture
