@@ -19,6 +19,7 @@ started, and checks the whole history:
               by every watch.py while its session lived
   sessions    no session was lost unless its machine was cut off or halted,
               or the ensemble had no quorum
+  clocks      every log is stamped within the run: all in UTC
   zxid        every server ends at the same zxid
   processes   everything it started is gone
 
@@ -360,6 +361,25 @@ def check_sessions(bands, quorum):
     return unexcused
 
 
+def check_clocks(mode_lines, logs, slack=datetime.timedelta(minutes=5)):
+    """Every log's stamps lie within the run, as the recorder's modes.log
+    spans it. Every process stamps in UTC; a log stamped in another zone
+    (30 minutes or more off) would line its events up with the wrong faults,
+    and could fail the run or hide a failure."""
+    spans = [history.stamp(line) for line in mode_lines if line[:2] == "20"]
+    if not spans:
+        return []
+    first, last = min(spans), max(spans)
+    wrong = []
+    for name, path in logs.items():
+        when = next((history.stamp(line) for line in read(path) if line[:2] == "20"
+                     and not first - slack <= history.stamp(line) <= last + slack), None)
+        if when:
+            wrong.append(f"{name} is stamped {when}, outside the run ({first} to {last}): "
+                         "a clock or time zone other than UTC?")
+    return wrong
+
+
 def recovery(bands, quorum, terms, writes=()):
     """For each fault: seconds from its start until the ensemble served a
     quorum again, and until an elector led again, after the first time
@@ -493,6 +513,8 @@ def analyse(seed, minutes, done, result, took):
     terms, overlapping = check_elections(data)
     ops, doubtful, watched, lost = check_watches(bands)
     sessions = check_sessions(bands, quorum)
+    clocks = check_clocks(mode_lines, {**logs_of("worker"), **logs_of("watch"),
+                                       **logs_of("writer")})
     rows = recovery(bands, quorum, terms, sorted(o.when for o in ops if o.outcome == "ok"))
     zxid = result.get("zxids", {})
     failures = []
@@ -506,6 +528,8 @@ def analyse(seed, minutes, done, result, took):
                         "; ".join(f"{name}: {why}" for name, why in lost[:3]))
     if sessions:
         failures.append("sessions: " + "; ".join(sessions[:3]))
+    if clocks:
+        failures.append("clocks: " + "; ".join(clocks[:3]))
     if len(set(zxid.values())) != 1 or None in zxid.values():
         failures.append(f"zxid: the servers end at {zxid}")
     if result.get("left"):

@@ -285,7 +285,7 @@ h1 {{ font-size: 18px; margin: 0 0 4px; }}
 .legend i {{ display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -2px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>{clock(data["start"])} to {clock(data["end"])} ({span:.0f} s). Shaded: a fault, from its
+<p>{clock(data["start"])} to {clock(data["end"])} UTC ({span:.0f} s). Shaded: a fault, from its
 command to its repair. Green bars: an elector's leader terms. Blue ticks: log lines
 (red: a connection suspended, a session lost, a write that failed). Point at anything
 for its log line.</p>

@@ -214,8 +214,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def stamp():
-    """Now, as the scripts stamp their lines: to the millisecond."""
-    return datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    """Now, as the scripts stamp their lines: in UTC, to the millisecond."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 @contextlib.contextmanager

@@ -52,7 +52,6 @@ takes over at once; it says whether it did, or whether the znode stays until
 ZooKeeper expires the session.
 """
 
-import datetime
 import json
 import os
 import queue
@@ -64,7 +63,7 @@ from zkdemo import (CONNECTION_ERRORS, ELECTION_PREFIX, ROOT, ConnectionLoss, Ka
                     NoAuthError, NoChildrenForEphemeralsError, NoNodeError, UserError,
                     client_address, connect, disconnect, electors, ensure_root,
                     log, make_parser, new_session_sent, positive_number, refused, run,
-                    session_timeout)
+                    session_timeout, utc_now)
 
 PREFIX = f"{ROOT}/{ELECTION_PREFIX}"
 LEASE = 0.9   # of the session timeout: what is left is the margin for clocks and ticks
@@ -219,7 +218,7 @@ class Elector:
 
     def create_node(self):
         data = {"host": socket.gethostname(), "ip": self.ip, "pid": os.getpid(),
-                "created": datetime.datetime.now().isoformat(timespec="milliseconds")}
+                "created": utc_now().isoformat(timespec="milliseconds")}
         sent = time.monotonic()
         try:
             self.path = self.ask(self.zk.create_async, PREFIX, json.dumps(data).encode(),

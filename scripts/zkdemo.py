@@ -46,7 +46,7 @@ __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeErro
            "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl",
            "run_dir", "check_source", "proc_stat", "worker_records", "still_ours", "ELECTION_PREFIX", "elector_sequence",
            "electors", "data_text", "list_root", "refused", "session_timeout",
-           "new_session_sent", "ConnectionLoss"]
+           "new_session_sent", "ConnectionLoss", "utc_now"]
 
 ROOT = "/zkdemo"   # every znode the tutorial creates lives below this one
 ELECTION_PREFIX = "node-"   # create.py's znodes: node- and the 10 digits ZooKeeper appends
@@ -80,10 +80,17 @@ _output = threading.Lock()
 _PRECISION = "microseconds" if os.environ.get("ZKDEMO_LOG_PRECISION") == "us" else "milliseconds"
 
 
+def utc_now():
+    """Now in UTC (without a zone attached). Every stamp the project writes
+    is UTC, so the lines of processes in different zones (a lab machine's,
+    a learner's terminal) can be put side by side and compared."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
 def log(message):
-    """Print one line, stamped with the local time to the millisecond. Whole
+    """Print one line, stamped with the time in UTC to the millisecond. Whole
     lines: kazoo's thread and the main thread may log at the same moment."""
-    now = datetime.datetime.now().isoformat(sep=" ", timespec=_PRECISION)
+    now = utc_now().isoformat(sep=" ", timespec=_PRECISION)
     try:
         with _output:
             sys.stdout.write(f"{now} {message}\n")

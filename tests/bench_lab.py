@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO, wait_until
+from conftest import REPO, wait_until, utc_now
 from history import leading, message, stamp
 from test_lab import ENV, MACHINES, OnMachine, lab, srvr, ssh, what_is_missing, zk_leader
 
@@ -145,12 +145,12 @@ def partition_row():
             electors.append(elector)
             elector.wait_for(lambda m: m == "became leader" or m.startswith("following "),
                              timeout=60)
-        cut = datetime.datetime.now()
+        cut = utc_now()
         lab("partition", leader, env=machine.env)
         new_leader = wait_until(lambda: next(
             (m for m in MACHINES if m != leader and zk_mode(machine, m) == "leader"), None),
             120, interval=0.1, what="a new ZooKeeper leader")
-        zk_s = (datetime.datetime.now() - cut).total_seconds()
+        zk_s = (utc_now() - cut).total_seconds()
         wait_until(lambda: any(leading(e.lines) for e in electors[1:]), 120,
                    interval=0.1, what="a new create.py leader")
         became = min(stamp(line) for e in electors[1:] for line in e.lines

@@ -12,6 +12,7 @@ before the next run starts its own.
 
 import collections
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -30,6 +31,12 @@ sys.path.insert(0, os.path.join(REPO, "provision"))
 CLUSTER = os.path.join(REPO, "provision", "local-cluster.py")
 STATE_ROOT = os.path.join(REPO, ".zkdemo", "tests")
 TICK_MS = 200
+
+
+def utc_now():
+    """Now, in UTC without a zone, as every stamp the project writes is."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
 # The first two octets of the tests' loopback ranges (NET.77.x, NET.78.x, NET.79.x):
 # two checkouts tested at once on one machine each need their own.
 NET = os.environ.get("ZKDEMO_TEST_NET", "127.0")

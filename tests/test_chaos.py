@@ -18,8 +18,10 @@ import sys
 
 import pytest
 
-from conftest import REPO, processes_with, removed_leftovers, require, stopped_at, wait_until
+from conftest import (REPO, processes_with, removed_leftovers, require, stopped_at, utc_now,
+                      wait_until)
 import chaos
+import history
 from test_lab import leftovers, what_is_missing
 from test_readme import missing, sh_blocks
 
@@ -144,6 +146,36 @@ def test_a_session_lost_with_a_quorum_is_caught_and_one_cut_off_is_not(tmp_path,
     plant(tmp_path, {"events.log": [(22, "begin partition zoo3"), (22.1, "end partition zoo3"),
                                     (36, "begin heal"), (36.1, "end heal")]})
     assert checked(tmp_path, monkeypatch)["failures"] == []
+
+
+def test_a_log_stamped_in_another_time_zone_is_caught(tmp_path, monkeypatch):
+    """Seen before every stamp was UTC: under TZ=Asia/Tokyo the host's logs
+    were 9 hours off the lab machines'. A slid log lines its events up with
+    the wrong faults (here its lost session would be excused by nothing, or
+    by the wrong fault), so the checker refuses any log outside the run."""
+    clean_history(tmp_path)
+    plant(tmp_path, {"zoo1/worker-2.log": [(9 * 3600 + 1, "staying 10.0 s"),
+                                           (9 * 3600 + 2, "became leader"),
+                                           (9 * 3600 + 3, "no longer leader (exiting)")]})
+    failures = checked(tmp_path, monkeypatch)["failures"]
+    assert [f for f in failures if f.startswith("clocks: ")] == [
+        f"clocks: zoo1/worker-2 is stamped {T0 + datetime.timedelta(seconds=9 * 3600 + 1)}, "
+        f"outside the run ({T0} to {T0 + datetime.timedelta(seconds=40)}): a clock or time "
+        "zone other than UTC?"], failures
+
+
+def test_every_stamp_is_utc_whatever_the_zone(tmp_path):
+    """The scripts and the lab's tools stamp in UTC under any TZ."""
+    code = ("import sys; sys.path[:0] = ['scripts', 'provision']; import zkdemo, zkensemble; "
+            "zkdemo.log('x'); print(zkensemble.stamp(), 'y')")
+    env = dict(os.environ, TZ="Asia/Tokyo")
+    before = utc_now()
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout.splitlines()
+    after = utc_now()
+    for line in out:
+        assert before - datetime.timedelta(seconds=1) <= history.stamp(line) \
+            <= after + datetime.timedelta(seconds=1), (line, before, after)
 
 
 def test_servers_at_different_zxids_and_a_process_left_are_caught(tmp_path, monkeypatch):

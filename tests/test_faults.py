@@ -22,7 +22,7 @@ import threading
 
 import pytest
 
-from conftest import TICK_MS, ScriptProcess, wait_until
+from conftest import TICK_MS, ScriptProcess, utc_now, wait_until
 from history import ElectionError, check, leading, stamp
 
 SESSION_S = 2.0
@@ -122,7 +122,7 @@ class Electors:
 
 
 def now():
-    return datetime.datetime.now()
+    return utc_now()
 
 
 def watch_view(watcher):

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import REPO, OutputProcess, removed_leftovers, require, wait_until
+from conftest import REPO, OutputProcess, removed_leftovers, require, wait_until, utc_now
 from history import check, leading
 from test_readme import missing, sh_blocks, vm_command
 
@@ -367,9 +367,9 @@ class Scene:
         return process
 
     def cut(self, *machines):
-        self.cut_at = datetime.datetime.now()
+        self.cut_at = utc_now()
         lab("partition", *machines)
-        self.cut_done = datetime.datetime.now()   # the cut is in place by now, not before
+        self.cut_done = utc_now()   # the cut is in place by now, not before
 
     def takeover(self, minority):
         """Wait until an elector outside `minority` leads."""
@@ -378,7 +378,7 @@ class Scene:
                    what="an elector of the majority to lead")
 
     def heal(self):
-        self.healed_at = datetime.datetime.now()
+        self.healed_at = utc_now()
         lab("heal")
         marker = f"/zkdemo/healed-{int(time.time() * 1000)}"
         wait_until(lambda: re.search(r"Created|Node already exists", ssh(

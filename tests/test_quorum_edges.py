@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from conftest import ScriptProcess, run_script, wait_until
+from conftest import ScriptProcess, run_script, wait_until, utc_now
 from history import check
 from test_scripts import line_time
 
@@ -340,7 +340,7 @@ def test_sessions_outlive_an_outage_of_four_session_timeouts(scratch_ensemble, s
     wait_until(outage_over, 5 * session, interval=0.5, what="the outage's end")
 
     scratch_ensemble.run("start", "2")   # returns once zoo2 serves: a quorum again
-    quorum_back = datetime.datetime.now()
+    quorum_back = utc_now()
     writer = zk_factory(scratch_ensemble.address("zoo3"))
     writer.create("/zkdemo/made-while-watch-was-away", b"hello")
     scratch_ensemble.run("start", "1")

@@ -37,7 +37,7 @@ import time
 
 import pytest
 
-from conftest import NET, REPO, STATE_ROOT, TIMESTAMP, OutputProcess, wait_until
+from conftest import NET, REPO, STATE_ROOT, TIMESTAMP, OutputProcess, wait_until, utc_now
 from history import stamp
 
 README = os.path.join(REPO, "README.md")
@@ -411,7 +411,7 @@ def test_the_readmes_stale_read_happens_in_the_lab(lab_machines):
             assert result.returncode == 0, result.stdout + result.stderr
             output += result.stdout + result.stderr
             if words[2] == "partition":
-                cut = datetime.datetime.now()
+                cut = utc_now()
             if "scripts/create.py" in command:
                 made = re.search(r"^(\S+ \S+) created (/zkdemo/node-\d+)$", result.stdout, re.M)
                 written, path = stamp(made.group(0)), made.group(2)
