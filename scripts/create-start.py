@@ -15,8 +15,8 @@ import os
 import subprocess
 import sys
 
-from zkdemo import (UserError, connect, disconnect, make_parser, proc_stat, run, run_dir,
-                    still_ours, worker_records)
+from zkdemo import (UserError, connect, disconnect, make_parser, open_private, proc_stat, run,
+                    run_dir, still_ours, worker_records)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -65,7 +65,7 @@ def main():
                  if (path := os.path.join(directory, f"worker-{n}.log")) not in in_use)
     started = []
     for log_path in itertools.islice(free_logs, args.number):
-        with open(log_path, "ab") as log_file:
+        with open_private(log_path, "ab") as log_file:
             # A session of its own: no terminal, and a process group that
             # create-stop.py can signal as a whole (the worker and its create.py).
             worker = subprocess.Popen(
@@ -75,7 +75,7 @@ def main():
                 start_new_session=True)
         started_at = proc_stat(f"/proc/{worker.pid}/stat")[2]  # with the pid, names it
         record = {"pid": worker.pid, "start_time": started_at, "log": log_path}
-        with open(os.path.join(directory, "workers", f"{worker.pid}.json"), "w") as f:
+        with open_private(os.path.join(directory, "workers", f"{worker.pid}.json"), "w") as f:
             json.dump(record, f)
         started.append(worker.pid)
     print(f"started {len(started)} worker{'s' if len(started) > 1 else ''} "

@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -44,7 +45,7 @@ __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeErro
            "NodeExistsError", "UserError", "log", "make_parser", "positive_number", "connect",
            "disconnect", "client_address", "ensure_root", "in_sequence", "run",
            "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl",
-           "run_dir", "check_source", "proc_stat", "worker_records", "still_ours", "ELECTION_PREFIX", "elector_sequence",
+           "run_dir", "open_private", "check_source", "proc_stat", "worker_records", "still_ours", "ELECTION_PREFIX", "elector_sequence",
            "electors", "data_text", "list_root", "refused", "session_timeout",
            "new_session_sent", "ConnectionLoss", "utc_now"]
 
@@ -439,11 +440,39 @@ def in_sequence(names):
 
 
 def run_dir():
-    """Where create-start.py keeps its records and logs ($ZKDEMO_RUN_DIR)."""
+    """Where create-start.py keeps its records and logs ($ZKDEMO_RUN_DIR).
+    /tmp is shared: another user could have made the folder first and filled
+    it with links or worker records. So it must be a folder of this user's
+    own (not a link), that nobody else may write to."""
     path = os.environ.get("ZKDEMO_RUN_DIR") or os.path.join(tempfile.gettempdir(),
                                                             f"zkdemo-{os.getuid()}")
-    os.makedirs(os.path.join(path, "workers"), mode=0o700, exist_ok=True)
+    for folder in (path, os.path.join(path, "workers")):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode):
+            raise UserError(f"{folder} is not a folder (a link?): remove it, or set "
+                            "ZKDEMO_RUN_DIR to a folder of your own")
+        if info.st_uid != os.getuid():
+            raise UserError(f"{folder} belongs to another user (uid {info.st_uid}): remove "
+                            "it, or set ZKDEMO_RUN_DIR to a folder of your own")
+        if info.st_mode & 0o022:
+            raise UserError(f"{folder} may be written by other users (mode "
+                            f"{stat.S_IMODE(info.st_mode):o}): `chmod go-w {folder}`, or "
+                            "set ZKDEMO_RUN_DIR to a folder of your own")
     return path
+
+
+def open_private(path, how="r"):
+    """Open a file in run_dir() as `open(path, how)` does, but never through
+    a link put in its place. New files are the user's alone."""
+    flags = {"r": os.O_RDONLY, "a": os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+             "w": os.O_WRONLY | os.O_TRUNC | os.O_CREAT}[how[0]]
+    try:
+        return os.fdopen(os.open(path, flags | os.O_NOFOLLOW, 0o600), how)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{path} is a link, and links there are not followed: remove it")
+        raise
 
 
 def proc_stat(path):
@@ -464,7 +493,7 @@ def worker_records():
     records = []
     for path in sorted(glob.glob(os.path.join(run_dir(), "workers", "*.json"))):
         try:
-            with open(path) as f:
+            with open_private(path) as f:
                 records.append((path, json.load(f)))
         except (OSError, ValueError):
             records.append((path, None))

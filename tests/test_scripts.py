@@ -370,6 +370,38 @@ def group_alive(pgid):
     return False
 
 
+def test_a_workers_folder_others_may_write_to_is_refused(tmp_path):
+    """/tmp is shared: a folder another user made, or may write to, could
+    hold their links and worker records. create-stop.py, which would signal
+    what the records name, refuses it and touches nothing."""
+    folder = tmp_path / "run"
+    (folder / "workers").mkdir(parents=True)
+    os.chmod(folder, 0o777)
+    planted = folder / "workers" / "1.json"
+    planted.write_text('{"pid": 1, "start_time": 1, "log": "/etc/passwd"}')
+    result = run_script("create-stop.py", env={"ZKDEMO_RUN_DIR": str(folder)})
+    assert result.returncode == 1
+    assert result.stderr == (f"create-stop.py: {folder} may be written by other users (mode "
+                             f"777): `chmod go-w {folder}`, or set ZKDEMO_RUN_DIR to a folder "
+                             "of your own\n")
+    assert planted.exists()
+
+
+def test_a_link_planted_where_a_worker_log_goes_is_not_followed(ensemble, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    (folder / "worker-1.log").symlink_to(target)
+    result = run_script("create-start.py", "1", hosts=ensemble.hosts,
+                        env={"ZKDEMO_RUN_DIR": str(folder)})
+    assert result.returncode == 1
+    assert result.stderr == (f"create-start.py: {folder}/worker-1.log is a link, and links "
+                             "there are not followed: remove it\n")
+    assert target.read_text() == "keep me\n"
+    assert os.listdir(folder / "workers") == []
+
+
 @pytest.mark.parametrize("number", ["0", "201", "three", "-1", "2.5"])
 def test_create_start_refuses_a_bad_number_and_starts_nothing(number, run_dir):
     result = run_script("create-start.py", number, env=run_dir)
