@@ -1,11 +1,17 @@
 """create-with-digest.py and status.py, run as users run them."""
 
 import base64
+import fcntl
 import hashlib
+import os
 import re
+import select
 import signal
+import subprocess
+import termios
+import time
 
-from conftest import TIMESTAMP, run_script, wait_until
+from conftest import TIMESTAMP, run_script, script_command, wait_until
 
 PASSWORD = "correct horse battery staple"
 
@@ -50,6 +56,48 @@ def test_digest_keep_leaves_a_znode_whose_acl_holds_no_password(ensemble, zk):
     finally:
         zk.delete(path)
     assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_digest_asks_for_the_password_in_a_terminal_and_shows_it_nowhere(ensemble):
+    """With no $ZKDEMO_PASSWORD, in a terminal, as the README runs it: the
+    password is asked for, typed without echo, and never printed."""
+    controller, terminal = os.openpty()
+
+    def own_terminal():   # a session whose controlling terminal is the pty, as a login's
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {k: v for k, v in os.environ.items() if k != "ZKDEMO_PASSWORD"}
+    env["ZKDEMO_HOSTS"] = ensemble.hosts
+    process = subprocess.Popen(script_command("create-with-digest.py"), stdin=terminal,
+                               stdout=terminal, stderr=terminal, env=env,
+                               preexec_fn=own_terminal)
+    os.close(terminal)
+    seen = b""
+    try:
+        def read_until(text, seconds=30):
+            nonlocal seen
+            deadline = time.monotonic() + seconds
+            while text not in seen and time.monotonic() < deadline:
+                ready, _, _ = select.select([controller], [], [], 0.2)
+                if ready:
+                    try:
+                        seen += os.read(controller, 4096)
+                    except OSError:   # EIO: the script has gone
+                        break
+            return text in seen
+        assert read_until(b"password (not shown): "), seen
+        os.write(controller, PASSWORD.encode() + b"\n")
+        assert read_until(b"deleted /zkdemo/digest-alice-"), seen
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+    output = seen.decode(errors="replace")
+    assert PASSWORD not in output, output
+    assert output.count("allowed") == 2, output
 
 
 def test_digest_without_a_password_is_a_usage_error(ensemble):

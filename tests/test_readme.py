@@ -143,9 +143,13 @@ class Reader:
             self.background.append((command, process, out, expected))
             return ""
         should_fail = "refused" in comment or "exits 1" in comment
+        # What a reader types when a script asks (a password): here from the
+        # environment, as the script also takes it; test_digest_status types it.
+        typed = re.search(r"when asked, type: (\S+)", comment)
+        env = dict(self.env, ZKDEMO_PASSWORD=typed.group(1)) if typed else self.env
         deadline = time.monotonic() + 60
         while True:
-            result = subprocess.run(["bash", "-c", command], cwd=REPO, env=self.env,
+            result = subprocess.run(["bash", "-c", command], cwd=REPO, env=env,
                                     capture_output=True, text=True, timeout=300,
                                     stdin=subprocess.DEVNULL)
             output = result.stdout + result.stderr
@@ -313,6 +317,15 @@ def test_the_exercises_show_what_they_say(reader):
 def anchor(heading):
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_no_readme_command_puts_a_password_on_its_command_line():
+    """A password typed as part of a command stays in the shell's history
+    and shows in `ps`: the README's commands have the scripts ask for it."""
+    for lines, _ in sh_blocks(open(README).read()):
+        for line in lines:
+            command = line.partition("  #")[0]
+            assert "PASSWORD=" not in command and "digest alice:" not in command, line
 
 
 def test_every_link_in_the_readme_and_docs_leads_somewhere():
