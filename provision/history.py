@@ -115,6 +115,7 @@ class Op:
     kind: str      # create, set or delete
     path: str
     version: int
+    after: datetime.datetime = datetime.datetime.min   # the writer's ack before this one
 
 
 def writer_ops(lines):
@@ -123,7 +124,10 @@ def writer_ops(lines):
     for line in lines:
         words = message(line).split()
         if len(words) == 4 and words[0] in ("ok", "failed", "unknown") and words[3][:1] == "v":
-            ops.append(Op(stamp(line), words[0], words[1], words[2], int(words[3][1:])))
+            # The writer waits for each answer before it sends the next
+            # request: this one was made after the last answer it logged.
+            after = ops[-1].when if ops else datetime.datetime.min
+            ops.append(Op(stamp(line), words[0], words[1], words[2], int(words[3][1:]), after))
     doubtful = {op.path for op in ops if op.outcome != "ok"}
     return ops, doubtful
 
@@ -156,7 +160,9 @@ def lost_events(ops, doubtful, lines, window, slack=datetime.timedelta(seconds=3
     A znode created and deleted between two reads is named by no line: its
     create and delete are two of the N in a later `N child changes folded`,
     and its updates go with its create. Each such line covers at most N
-    creates and deletes made before it."""
+    creates and deletes that may have been made before it: sent after the
+    writer's previous answer, so a change the writer heard acknowledged a
+    moment after the line may be one of them."""
     start, end = window
     if start is None:
         return []
@@ -197,14 +203,14 @@ def lost_events(ops, doubtful, lines, window, slack=datetime.timedelta(seconds=3
                      for _, verb, v, s in reports)
         if not ok:
             unreported.append(op)
-    # The creates and deletes of znodes no line names, oldest first, each to
-    # the first folded line after it that still has room: a later change can
-    # use no line an earlier one could not, so none is left out that another
-    # order would cover.
+    # The creates and deletes of znodes no line names, earliest possible
+    # first, each to the first folded line that it may precede and that still
+    # has room: a later change can use no line an earlier one could not, so
+    # none is left out that another order would cover.
     folded = set()
-    for op in sorted(unreported, key=lambda op: op.when):
+    for op in sorted(unreported, key=lambda op: op.after):
         if op.kind != "set" and op.path not in seen:
-            fold = next((f for f in folds if f[0] >= op.when and f[1] > 0), None)
+            fold = next((f for f in folds if f[0] > op.after and f[1] > 0), None)
             if fold:
                 fold[1] -= 1
                 folded.add((op.kind, op.path))

@@ -366,13 +366,16 @@ def test_updates_a_watch_says_may_be_unseen_before_a_delete_are_accepted(
     ([(8, 4)], ()),                  # with two more of someone else's
     ([(8, 1)], (3,)),                # one of its two changes unaccounted for: truly lost
     ([(6, 2)], (0, 1, 2, 3)),        # folded before it was made
-    ([(7.6, 2)], (3,)),              # before its delete
+    ([(7.4, 2)], (3,)),              # before its delete was sent (after v2's answer)
+    # Seen in `make chaos`: the line 2 ms before the writer heard the delete
+    # acknowledged. ZooKeeper had applied it by then: the line may count it.
+    ([(7.748, 2)], ()),
 ])
 def test_a_folded_line_covers_as_many_creates_and_deletes_as_it_says(tmp_path, monkeypatch,
                                                                     folds, lost):
     """watch.py names the writer's znode in no line: only `N child changes
     folded` lines can account for it, each for at most N creates and deletes
-    made before it; its updates go with its create."""
+    sent before it; its updates go with its create."""
     clean_history(tmp_path)
     plant(tmp_path, {"zoo1/writer-1.log": WRITES_45,
                      "zoo3/watch-1.log": [(t, f"{n} child change{'s' if n > 1 else ''} folded: "
