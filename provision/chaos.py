@@ -651,7 +651,7 @@ def main(argv=None):
         print(f"chaos.py: check failed: {failure}", file=sys.stderr)
     if figures["failures"]:
         return 1
-    say("every check passed: elections, watches, sessions, zxid, processes")
+    say("every check passed: elections, watches, sessions, clocks, zxid, processes")
     return 0
 
 

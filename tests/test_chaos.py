@@ -299,7 +299,7 @@ def test_a_short_chaos_run_in_the_lab_passes_and_leaves_the_lab_as_it_was():
     try:
         assert run.returncode == 0, said[-3000:]
         assert not missing(expected, said), f"never printed {missing(expected, said)}"
-        assert "chaos: every check passed: elections, watches, sessions, zxid, processes" in said
+        assert "chaos: every check passed: elections, watches, sessions, clocks, zxid, processes" in said
         folder = os.path.join(REPO, ".zkdemo", f"chaos-{LAB}")
         figures = json.load(open(os.path.join(folder, "chaos.json")))
         assert figures["failures"] == [] and figures["seed"] == 30
