@@ -81,22 +81,30 @@ class Lease:
     heard from in its answer to the leader's next ping, sent every half tick.
     Our writes are a third of a session timeout (at least two thirds of a
     tick) apart, so by the time the last committed one reached the leader,
-    the leader had heard of the one before. That one's send time is where the
-    lease starts. A new session is proof at once: ZooKeeper's leader commits
+    the leader had heard of the one before, provided the follower received
+    them at least half a tick apart: so the later one must have been sent a
+    quarter of the session timeout (at least half a tick) after the answer to
+    the earlier one came. Then the earlier one's send time is where the lease
+    starts; otherwise the start stays where it was. A new session is proof at once: ZooKeeper's leader commits
     it with a quorum, starting its clock. docs/reliability.md has the
     argument, with ZooKeeper's source."""
 
     def __init__(self):
         self.start = None      # the leader had heard from the session after this
-        self.last_sent = None  # when the last committed write was sent
+        self.last = None       # (sent, answered) of the last committed write
 
     def connected(self, sent):
         self.start = max(self.start or sent, sent)
 
-    def committed(self, sent):
-        if self.last_sent is not None:
-            self.start = max(self.start or self.last_sent, self.last_sent)
-        self.last_sent = max(self.last_sent or sent, sent)
+    def committed(self, sent, answered, timeout):
+        if self.last is not None and sent - self.last[1] >= timeout / 4:
+            self.start = max(self.start or self.last[0], self.last[0])
+        if self.last is None or sent > self.last[0]:
+            self.last = (sent, answered)
+
+    def heard(self):
+        """When the last committed write (or the new session) was sent."""
+        return max(t for t in (self.start, self.last and self.last[0]) if t is not None)
 
     def end(self, timeout):
         return (self.start or float("-inf")) + LEASE * timeout
@@ -117,7 +125,10 @@ class Elector:
 
     # kazoo calls these three from its own thread: they only queue an event.
     def on_state(self, state):
-        self.events.put(("connection", state))
+        # The session it is about: by the time the event is handled, kazoo may
+        # be in another one (LOST, then a new session, already queued).
+        self.events.put(("connection", (state, self.zk.client_id, new_session_sent(self.zk)
+                                        if state == KazooState.CONNECTED else None)))
 
     def on_change(self, event):
         """A watch fired: on our predecessor, or on our own znode."""
@@ -125,32 +136,36 @@ class Elector:
             self.events.put(("watch", event))
 
     def on_renewed(self, sent, path, answer):
+        answered = time.monotonic()
         try:
             results = answer.get()
         except Exception:
             return  # no answer: the connection went, and its event follows
-        self.events.put(("renewed", (sent, path, results)))
+        self.events.put(("renewed", (sent, answered, path, results)))
 
     # The main loop's side: one event at a time.
     def handle(self, kind, what):
         if kind == "connection":
-            if what == KazooState.CONNECTED:
-                if self.state == OFFLINE:
-                    if new_session_sent(self.zk):
-                        self.lease.connected(new_session_sent(self.zk))
+            state, session, new_session = what
+            if state == KazooState.CONNECTED:
+                # Only the connection kazoo has now: an older one is followed
+                # in the queue by the events that ended it.
+                if self.state == OFFLINE and self.zk.connected and session == self.zk.client_id:
+                    if new_session:
+                        self.lease.connected(new_session)
                     self.join()
                 return
-            self.go_offline(f"connection {what.lower()}")
-            if what == KazooState.LOST:
+            self.go_offline(f"connection {state.lower()}")
+            if state == KazooState.LOST:
                 self.path, self.lease = None, Lease()   # our znode went with the session
-        elif self.state == OFFLINE:
+        elif self.state == OFFLINE or self.path is None:
             return  # whatever it was, joining again looks at everything anew
         elif kind == "renewed":
-            sent, path, results = what
+            sent, answered, path, results = what
             if path != self.path:
                 return
             if all(result is True for result in results):
-                self.lease.committed(sent)
+                self.lease.committed(sent, answered, session_timeout(self.zk))
                 if self.state == CONFIRMING and self.lease_left() > 0:
                     self.lead()
             elif isinstance(results[0], NoNodeError):
@@ -170,7 +185,7 @@ class Elector:
         if self.state == LEADING and self.lease_left() <= 0:
             self.state = CONFIRMING
             log(f"no longer leader (ZooKeeper has not confirmed the session for "
-                f"{now - self.lease.last_sent:.1f} s: cut off from the majority?)")
+                f"{now - self.lease.heard():.1f} s: cut off from the majority?)")
         if self.path and self.state not in (OFFLINE, LEAVING) and now >= self.next_renewal:
             self.renew()
 
@@ -233,7 +248,8 @@ class Elector:
         except NoAuthError:
             ensure_root(self.zk)  # if it was / that refused us /zkdemo, this says so
             raise refused(self.zk, ROOT, f"create a znode under {ROOT} for a client at {self.ip}")
-        self.lease.committed(sent)   # a create is a committed write too
+        # A create is a committed write too.
+        self.lease.committed(sent, time.monotonic(), session_timeout(self.zk))
         self.next_renewal = sent + session_timeout(self.zk) / 3
         log(f"created {self.path}")
         if not self.watch_own():
@@ -243,11 +259,18 @@ class Elector:
         """After a create whose answer was lost: our znode, found by its owner
         (this session), or None. Without this we could wait behind our own
         orphaned znode until the session ends, as the recipe warns."""
+        session = self.session()
         for name in self.candidates():
             stat = self.ask(self.zk.exists_async, f"{ROOT}/{name}")
-            if stat and stat.ephemeralOwner == self.zk.client_id[0]:
+            if stat and stat.ephemeralOwner == session:
                 return f"{ROOT}/{name}"
         return None
+
+    def session(self):
+        client_id = self.zk.client_id
+        if client_id is None:
+            raise ConnectionLoss()
+        return client_id[0]
 
     def candidates(self):
         """The electors' znode names, lowest first; anybody else's left out."""
@@ -278,7 +301,14 @@ class Elector:
             predecessor = f"{ROOT}/{nodes[position - 1]}"
             # Watch only the znode just before ours. If it is already gone,
             # look again: someone else may be before us now.
-            if self.ask(self.zk.exists_async, predecessor, watch=self.on_change):
+            stat = self.ask(self.zk.exists_async, predecessor, watch=self.on_change)
+            if stat and stat.ephemeralOwner == self.session():
+                # Ours: a create whose answer was lost, and that the server we
+                # asked afterwards did not have yet. Never wait behind it.
+                self.ask(self.zk.delete_async, predecessor)
+                log(f"deleted {predecessor}: an earlier create of ours whose answer was lost")
+                continue
+            if stat:
                 self.state = FOLLOWING
                 if predecessor != self.following:
                     self.following = predecessor
@@ -287,6 +317,9 @@ class Elector:
 
     def lead(self):
         if self.lease_left() <= 0:
+            if self.state == LEADING:
+                log(f"no longer leader (ZooKeeper has not confirmed the session for "
+                    f"{time.monotonic() - self.lease.heard():.1f} s: cut off from the majority?)")
             self.state = CONFIRMING   # a "renewed" event brings us back here
         elif self.state != LEADING:
             self.state, self.following = LEADING, None
@@ -304,7 +337,8 @@ class Elector:
     def leave(self):
         if self.state == LEADING:
             log("no longer leader (exiting)")
-        offline, self.state = self.state == OFFLINE, LEAVING
+        offline = self.state == OFFLINE or not self.zk.connected
+        self.state = LEAVING
         if self.path is None or (offline and not self.wait_for_zookeeper()):
             return
         try:
@@ -332,7 +366,7 @@ class Elector:
             except queue.Empty:
                 break
             if kind == "connection":
-                state = what
+                state = self.zk.state   # now, not when the event was queued
         if state == KazooState.LOST:
             log(f"the session expired meanwhile: ZooKeeper has deleted {self.path} already")
             return False
@@ -354,8 +388,8 @@ def main():
     seconds = args.seconds or random.uniform(1, 60)
 
     elector = Elector(client_address(args))
-    zk = elector.zk = connect(args, session_timeout=args.session_timeout,
-                              on_state=elector.on_state)
+    zk = connect(args, session_timeout=args.session_timeout, on_state=elector.on_state,
+                 on_client=lambda client: setattr(elector, "zk", client))
     log(f"staying {seconds:.1f} s")
     deadline = time.monotonic() + seconds
     try:

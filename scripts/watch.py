@@ -39,6 +39,10 @@ from zkdemo import (CONNECTION_ERRORS, ROOT, KazooState, NoAuthError, NoNodeErro
                     data_text, disconnect, in_sequence, list_root, log, make_parser, run)
 
 UNSEEN = " (updates just before it may be unseen)"
+# A znode whose ACL does not let us read it. ZooKeeper (Debian's 3.8.0 seen)
+# then tells us nothing through its data watch, not even its delete: the
+# child list must.
+NOT_READABLE = "(data not readable here: NoAuth)"
 
 
 class Watcher:
@@ -95,11 +99,15 @@ class Watcher:
             self.child_version, self.told = 0, 0
         self.root_exists, self.root_czxid = True, stat.czxid
         told, self.told = self.told, 0
+        # Until this listing is finished there is nothing to count from: a
+        # listing cut short by a lost connection leaves the next one to count
+        # no folds rather than count again what was already told.
+        before, self.child_version = self.child_version, None
         paths = {f"{ROOT}/{name}" for name in children}
         added = in_sequence(paths - self.known.keys())
         removed = in_sequence(self.known.keys() - paths - self.gone.keys())
         for path in removed:
-            if watched:
+            if watched and self.known[path][1] != NOT_READABLE:
                 self.gone[path] = False
             else:
                 del self.known[path]
@@ -109,7 +117,7 @@ class Watcher:
         answers = [(path, self.zk.get_async(path, watch=self.on_data)) for path in added]
         for path, answer in answers:
             self.read_new(path, verb, label, answer)
-        if self.child_version is not None:
+        if before is not None:
             # cversion counts every create and delete of a child (ZooKeeper
             # keeps the creates, c, and reports 2c minus the children there
             # now). Say it went from 7 to 11; this list shows 1 znode created
@@ -117,7 +125,7 @@ class Watcher:
             # vanished before we could read it, whose delete counts here):
             # 11 - 7 - 1 - 1 - 0 = 2 changes no read could show, "2 child
             # changes folded" (one znode created and deleted in between).
-            unseen = stat.cversion - self.child_version - len(added) - len(removed) - told
+            unseen = stat.cversion - before - len(added) - len(removed) - told
             if unseen > 0:
                 unseen -= 2 * self.find_made_again(paths, stat.pzxid, label, watched)
             if unseen > 0:
@@ -137,7 +145,7 @@ class Watcher:
             if not stat or stat.czxid == self.known[path][2] or stat.czxid > pzxid:
                 continue   # the one we know, or changed after this listing
             found += 1
-            if watched:
+            if watched and self.known[path][1] != NOT_READABLE:
                 self.gone[path] = True
             else:
                 del self.known[path]
@@ -185,7 +193,7 @@ class Watcher:
             stat = self.zk.exists(path, watch=self.on_data)
             if stat is None:
                 return False
-            text = "(data not readable here: NoAuth)"
+            text = NOT_READABLE
         previous = self.known.get(path)
         if previous and previous[2] != stat.czxid:
             return False

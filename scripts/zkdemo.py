@@ -226,11 +226,13 @@ def check_source(source):
             raise UserError(f"--source {source}: not an address of this machine", code=2)
 
 
-def connect(args, session_timeout=10.0, on_state=None):
+def connect(args, session_timeout=10.0, on_state=None, on_client=None):
     """Start a kazoo client on args.hosts within args.timeout seconds.
 
     Connection states are logged as they change. `on_state(state)` is called
-    after logging, from kazoo's thread: it must not block.
+    after logging, from kazoo's thread: it must not block. `on_client(zk)` is
+    given the client before it connects, so on_state can ask it about the
+    first connection too.
     """
     logging.getLogger("kazoo").setLevel(logging.CRITICAL + 1)  # we report states ourselves
     if args.source:
@@ -239,6 +241,8 @@ def connect(args, session_timeout=10.0, on_state=None):
     zk = KazooClient(hosts=args.hosts, timeout=session_timeout, handler=handler,
                      connection_retry=RECONNECT)
     remember_connects(zk)
+    if on_client:
+        on_client(zk)
     session = {}
 
     def listener(state):
