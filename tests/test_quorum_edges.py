@@ -19,16 +19,18 @@ word and a client's connection state are behind the truth.
 """
 
 import datetime
+import importlib.util
 import os
 import queue
 import re
 import signal
+import sys
 import threading
 import time
 
 import pytest
 
-from conftest import ScriptProcess, run_script, wait_until, utc_now
+from conftest import REPO, ScriptProcess, run_script, wait_until, utc_now
 from history import check
 from test_scripts import line_time
 
@@ -285,6 +287,29 @@ def test_a_leader_that_cannot_reach_zookeeper_says_its_znode_waits_for_expiry(
         "the successor took over before the session could have expired"
     check([("first", first.lines, True), ("second", second.lines, False)])
     assert second.stop() == 143
+
+
+def test_the_lease_counts_from_the_write_before_the_last_only_when_they_were_far_apart():
+    """create.py's Lease, by itself (docs/reliability.md has the argument): a
+    commit proves the leader heard of the write before it only if the follower
+    got them more than half a tick apart, which the client knows when the
+    later one was sent a quarter of the session timeout after the earlier
+    one's answer came."""
+    spec = importlib.util.spec_from_file_location("create", os.path.join(REPO, "scripts",
+                                                                         "create.py"))
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    create = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(create)
+    lease, timeout = create.Lease(), 4.0
+    lease.committed(10.0, 10.01, timeout)        # a renewal
+    assert lease.start is None                   # nothing proven yet
+    lease.committed(10.02, 10.03, timeout)       # a create right after it
+    assert lease.start is None                   # the two may have travelled together
+    lease.committed(11.4, 11.41, timeout)        # the next renewal, a third later
+    assert lease.start == 10.02
+    assert lease.end(timeout) == 10.02 + 0.9 * timeout
+    lease.connected(12.0)                        # a new session, committed by the leader
+    assert lease.start == 12.0
 
 
 def test_the_lease_and_the_wait_use_the_timeout_the_server_granted(scratch_ensemble, electors):
