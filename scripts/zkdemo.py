@@ -172,7 +172,9 @@ def _is_number(text):
 def make_parser(doc, connects=True, timeout=10.0):
     """An argument parser whose help is the script's docstring, with the
     options every script that connects to ZooKeeper shares."""
-    parser = Parser(description=doc, prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=doc, prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                    epilog="Lines it logs start with the time in UTC (not local time)." if connects
+                    else None)
     if not connects:
         return parser
     default_hosts = os.environ.get("ZKDEMO_HOSTS") or DEFAULT_HOSTS

@@ -11,6 +11,7 @@ ZKDEMO_LOG_PRECISION=us) or from this harness's wall clock around whole
 commands. The scripts run exactly as users run them.
 """
 
+import datetime
 import json
 import logging
 import os
@@ -52,6 +53,11 @@ STARTED = []
 # The measured processes, in the order started: a step that fails prints the
 # last lines of each it ran.
 MEASURED = []
+
+
+def seconds(line):
+    """A line's stamp as time.time() counts: the scripts stamp in UTC."""
+    return stamp(line).replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 class Proc(OutputProcess):
@@ -165,11 +171,11 @@ def failover(kind, hosts, zk, electors, changes, crash=False, floor=None):
             finished.append(leader)
             successor = wait_for(lambda: next((p for p in pool if p.said(
                 "became leader", marks[id(p)])), None), SESSION_S * 3 + 10, "a successor")
-            became = stamp(successor.said("became leader", marks[id(successor)])[0]).timestamp()
+            became = seconds(successor.said("became leader", marks[id(successor)])[0])
             if crash:
                 gaps.append(became - killed_at)
             else:
-                released = stamp(leader.said("no longer leader (exiting)")[-1]).timestamp()
+                released = seconds(leader.said("no longer leader (exiting)")[-1])
                 gaps.append(became - released)
             add()  # a newcomer joins at the back of the queue
         per_change = (notifications() - before) / changes
@@ -211,7 +217,7 @@ class Floor:
         self.deleter.delete(path)
 
         def said(what):
-            return next((stamp(line).timestamp() - issued for line in self.watcher.lines[mark:]
+            return next((seconds(line) - issued for line in self.watcher.lines[mark:]
                          if message(line) == f"{what}: {path}"), None)
         listed = wait_for(lambda: said("listed"), 10, "the floor's notification and read")
         return said("woken"), listed
@@ -329,7 +335,7 @@ def watch_bench(hosts, zk, events=600, rate=100.0):
     watcher.stop(signal.SIGINT)
     printed = {}
     for line in watcher.lines[1:]:
-        printed.setdefault(message(line), stamp(line).timestamp())
+        printed.setdefault(message(line), seconds(line))
     latencies = [(printed[msg] - t) * 1000 for t, msg in sent if msg in printed]
     return {"events_sent": len(sent), "events_reported": len(latencies),
             "rate_per_s": rate, "achieved_per_s": round(achieved), "caught_up": caught_up,
@@ -746,7 +752,7 @@ def reconnect_rows(ensemble, outages=(5, 30, 60)):
             for name, process, mark in zip(("create.py", "watch.py"), processes, marks):
                 line = wait_for(lambda: process.first("reconnected", mark), 120,
                                 f"{name} to reconnect")
-                back = round(stamp(line).timestamp() - quorum, 2)
+                back = round(seconds(line) - quorum, 2)
                 row[name] = (f"{back} s" if message(line) == "reconnected (same session)"
                              else f"{back} s, but in a NEW session (its session expired)")
             rows.append(row)

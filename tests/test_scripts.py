@@ -14,7 +14,7 @@ import pytest
 from kazoo.exceptions import ConnectionLoss, NodeExistsError, SessionExpiredError
 from kazoo.security import OPEN_ACL_UNSAFE
 
-from conftest import (REPO, TIMESTAMP, held, processes_with, run_script, script_command,
+from conftest import (CLUSTER, REPO, TIMESTAMP, held, processes_with, run_script, script_command,
                       stopped_at, wait_until)
 from history import stamp
 
@@ -78,6 +78,25 @@ def test_create_names_a_mistyped_option_rather_than_taking_its_value():
     assert result.returncode == 2
     assert result.stderr == ("create.py: unknown option --sesion-timeout (did you mean "
                              "--session-timeout?) (see --help)\n")
+
+
+def test_stamps_are_utc_in_any_zone_so_scripts_and_events_log_line_up(ensemble, tmp_path):
+    """A script in Tokyo, the ensemble's tool in New York: their stamps come
+    in the order things happened, as the checkers and the timeline read them
+    side by side (in local time they were 14 hours apart)."""
+    def stamps_of_get():
+        result = run_script("get.py", hosts=ensemble.hosts, env={"TZ": "Asia/Tokyo"})
+        assert result.returncode == 0, result.stderr
+        return [stamp(line) for line in result.stdout.splitlines() if re.match(TIMESTAMP, line)]
+
+    before = stamps_of_get()
+    subprocess.run([sys.executable, CLUSTER, "resume", "3", "--state-dir", str(tmp_path)],
+                   env=dict(os.environ, TZ="America/New_York"), capture_output=True, timeout=60)
+    events = [stamp(line) for line in (tmp_path / "events.log").read_text().splitlines()]
+    after = stamps_of_get()
+    assert before and len(events) == 2 and after, (before, events, after)   # begin, failed
+    assert max(before) <= min(events) <= max(events) <= min(after), (before, events, after)
+    assert "time in UTC" in run_script("get.py", "--help").stdout
 
 
 def test_nothing_at_the_default_address_says_how_to_point_the_scripts(tmp_path):
