@@ -59,8 +59,14 @@ def main():
     # Workers that cannot reach ZooKeeper would only retry forever: check first.
     disconnect(connect(args))
     directory = run_dir()
-    # Workers still running from an earlier create-start.py keep their logs.
-    in_use = {record["log"] for _, record in worker_records() if record and still_ours(record)}
+    # Workers still running from an earlier create-start.py keep their logs;
+    # the records of those gone go, since their pids can come round again.
+    in_use = set()
+    for path, record in worker_records():
+        if record and still_ours(record):
+            in_use.add(record["log"])
+        else:
+            os.remove(path)
     free_logs = (path for n in itertools.count(1)
                  if (path := os.path.join(directory, f"worker-{n}.log")) not in in_use)
     started = []
@@ -75,7 +81,7 @@ def main():
                 start_new_session=True)
         started_at = proc_stat(f"/proc/{worker.pid}/stat")[2]  # with the pid, names it
         record = {"pid": worker.pid, "start_time": started_at, "log": log_path}
-        with open_private(os.path.join(directory, "workers", f"{worker.pid}.json"), "w") as f:
+        with open_private(os.path.join(directory, "workers", f"{worker.pid}.json"), "x") as f:
             json.dump(record, f)
         started.append(worker.pid)
     print(f"started {len(started)} worker{'s' if len(started) > 1 else ''} "

@@ -453,10 +453,16 @@ def run_dir():
     path = os.environ.get("ZKDEMO_RUN_DIR") or os.path.join(tempfile.gettempdir(),
                                                             f"zkdemo-{os.getuid()}")
     for folder in (path, os.path.join(path, "workers")):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        info = os.lstat(folder)
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            info = os.lstat(folder)
+        except FileExistsError:   # a file, or a link to nothing, in its place
+            info = os.lstat(folder)
+        except OSError as e:
+            raise UserError(f"cannot make the folder {folder}: {e.strerror}; set "
+                            "ZKDEMO_RUN_DIR to a folder of your own")
         if not stat.S_ISDIR(info.st_mode):
-            raise UserError(f"{folder} is not a folder (a link?): remove it, or set "
+            raise UserError(f"{folder} is not a folder (a file, or a link): remove it, or set "
                             "ZKDEMO_RUN_DIR to a folder of your own")
         if info.st_uid != os.getuid():
             raise UserError(f"{folder} belongs to another user (uid {info.st_uid}): remove "
@@ -470,14 +476,17 @@ def run_dir():
 
 def open_private(path, how="r"):
     """Open a file in run_dir() as `open(path, how)` does, but never through
-    a link put in its place. New files are the user's alone."""
+    a link put in its place; "x" makes a new file, and nothing already there
+    (a link included) is taken for it. New files are the user's alone."""
     flags = {"r": os.O_RDONLY, "a": os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-             "w": os.O_WRONLY | os.O_TRUNC | os.O_CREAT}[how[0]]
+             "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL}[how[0]]
     try:
         return os.fdopen(os.open(path, flags | os.O_NOFOLLOW, 0o600), how)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise UserError(f"{path} is a link, and links there are not followed: remove it")
+        if e.errno == errno.EEXIST:
+            raise UserError(f"{path} is already there, and it should be new: remove it")
         raise
 
 

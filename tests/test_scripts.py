@@ -406,6 +406,59 @@ def test_a_workers_folder_others_may_write_to_is_refused(tmp_path):
     assert planted.exists()
 
 
+def test_a_workers_folder_of_another_user_is_refused(tmp_path):
+    if os.getuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    folder = tmp_path / "run"
+    (folder / "workers").mkdir(parents=True, mode=0o700)
+    planted = folder / "workers" / "1.json"
+    planted.write_text('{"pid": 1, "start_time": 1, "log": "/etc/passwd"}')
+    nobody = 65534
+    os.chown(folder, nobody, nobody)
+    result = run_script("create-stop.py", env={"ZKDEMO_RUN_DIR": str(folder)})
+    assert result.returncode == 1
+    assert result.stderr == (f"create-stop.py: {folder} belongs to another user (uid {nobody}): "
+                             "remove it, or set ZKDEMO_RUN_DIR to a folder of your own\n")
+    assert planted.exists()
+
+
+def test_a_link_in_place_of_the_workers_folder_is_refused(tmp_path):
+    real = tmp_path / "real"
+    (real / "workers").mkdir(parents=True, mode=0o700)
+    planted = real / "workers" / "1.json"
+    planted.write_text('{"pid": 1, "start_time": 1, "log": "/etc/passwd"}')
+    (tmp_path / "run").symlink_to(real)
+    result = run_script("create-stop.py", env={"ZKDEMO_RUN_DIR": str(tmp_path / "run")})
+    assert result.returncode == 1
+    assert result.stderr == (f"create-stop.py: {tmp_path}/run is not a folder (a file, or a "
+                             "link): remove it, or set ZKDEMO_RUN_DIR to a folder of your own\n")
+    assert planted.exists()
+
+
+def test_the_workers_folder_is_made_for_the_user_alone(tmp_path):
+    """Even under a umask that lets everyone write (0)."""
+    folder = tmp_path / "new" / "run"
+    result = subprocess.run(script_command("create-stop.py"), capture_output=True, text=True,
+                            timeout=60, env=dict(os.environ, ZKDEMO_RUN_DIR=str(folder)),
+                            stdin=subprocess.DEVNULL, umask=0)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "stopped 0 workers\n", "")
+    assert oct(folder.stat().st_mode & 0o777) == oct(0o700)
+    assert oct((folder / "workers").stat().st_mode & 0o777) == oct(0o700)
+
+
+def test_a_worker_record_that_is_a_link_is_not_followed(tmp_path):
+    folder = tmp_path / "run"
+    (folder / "workers").mkdir(parents=True, mode=0o700)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text('{"pid": 1, "start_time": 1, "log": "/etc/passwd"}')
+    (folder / "workers" / "1.json").symlink_to(elsewhere)
+    result = run_script("create-stop.py", env={"ZKDEMO_RUN_DIR": str(folder)})
+    assert result.returncode == 1
+    assert result.stderr == (f"create-stop.py: {folder}/workers/1.json is a link, and links "
+                             "there are not followed: remove it\n")
+    assert elsewhere.exists() and (folder / "workers" / "1.json").is_symlink()
+
+
 def test_a_link_planted_where_a_worker_log_goes_is_not_followed(ensemble, tmp_path):
     folder = tmp_path / "run"
     folder.mkdir(mode=0o700)
@@ -456,6 +509,26 @@ def test_workers_keep_electing_and_create_stop_leaves_nothing(ensemble, zk, run_
     # The workers' create.py exited cleanly, so their ephemeral znodes went with them.
     assert elector_nodes(zk) == []
     assert run_script("create-stop.py", env=run_dir).stdout == "stopped 0 workers\n"
+
+
+def test_create_start_clears_the_records_of_workers_gone(ensemble, run_dir):
+    """Their pids can come round again, and a new record is made only where
+    nothing is (O_EXCL): a stale one in its way must not stop a start."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    workers = os.path.join(run_dir["ZKDEMO_RUN_DIR"], "workers")
+    os.makedirs(workers, mode=0o700)
+    stale = os.path.join(workers, f"{gone.pid}.json")
+    with open(stale, "w") as f:
+        json.dump({"pid": gone.pid, "start_time": 1, "log": "worker-1.log"}, f)
+    try:
+        result = run_script("create-start.py", "1", hosts=ensemble.hosts, env=run_dir)
+        assert result.returncode == 0, result.stderr
+        assert not os.path.exists(stale)
+        assert len(os.listdir(workers)) == 1
+    finally:
+        stop = run_script("create-stop.py", env=run_dir)
+    assert stop.stdout == "stopped 1 worker\n"
 
 
 def test_create_stop_never_signals_a_process_it_did_not_start(run_dir):
