@@ -28,6 +28,7 @@ import importlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -159,7 +160,8 @@ def gather(state_dir, logs, run_dir=None):
         if os.path.exists(os.path.join(state_dir, "events.log")) else []
     named = dict(logs) if isinstance(logs, dict) else {
         os.path.splitext(os.path.basename(path))[0]: path for path in logs}
-    found = sorted(glob.glob(os.path.join(run_dir, "worker-*.log"))) if run_dir else []
+    found = sorted(p for p in glob.glob(os.path.join(run_dir, "worker-*.log"))
+                   if not os.path.islink(p)) if run_dir else []
     named = {**{os.path.splitext(os.path.basename(p))[0]: p for p in found}, **named}
     electors, others = {}, {}
     for name, path in named.items():
@@ -309,6 +311,23 @@ def state_dir():
     return os.environ.get("ZKDEMO_STATE_DIR") or os.path.join(REPO, ".zkdemo")
 
 
+def workers_dir():
+    """create-start.py's folder, when it is one the workers' logs can be
+    trusted from: the user's own, closed to others, as create-start.py makes
+    sure. /tmp is shared: a folder another user made could hold their logs."""
+    path = os.environ.get("ZKDEMO_RUN_DIR") or os.path.join(tempfile.gettempdir(),
+                                                            f"zkdemo-{os.getuid()}")
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022:
+        return path
+    print(f"timeline: the workers' logs in {path} are left out: that is not a folder "
+          "of yours alone", file=sys.stderr)
+    return None
+
+
 def record(folder, lab, interval=0.2):
     """Append each server's mode to folder/modes.log when it changes, until
     SIGINT, SIGTERM or SIGHUP (run_tool takes each as Ctrl-C, also when
@@ -372,7 +391,7 @@ def main(argv=None):
     lab = importlib.import_module("lab") if args.lab else None
     folder = lab.STATE if lab else state_dir()
     out = args.out or os.path.join(folder, "timeline.html")
-    run_dir = os.environ.get("ZKDEMO_RUN_DIR") or f"/tmp/zkdemo-{os.getuid()}"
+    run_dir = workers_dir()
     for path in args.logs:
         if not os.path.isfile(path):
             raise UsageError(f"no such log: {path}")

@@ -175,3 +175,33 @@ def test_bad_input_gets_one_line(tmp_path):
         run = subprocess.run([sys.executable, TIMELINE, *args], env=env, capture_output=True,
                              text=True, timeout=60)
         assert run.returncode == 2 and run.stderr.count("\n") == 1 and said in run.stderr, run
+
+
+def test_workers_logs_are_read_only_from_a_folder_of_the_users_alone(tmp_path):
+    """/tmp is shared: the workers' logs in a folder others may write to are
+    left out, and so is a link where a worker's log goes."""
+    state, open_to_all, private = tmp_path / "state", tmp_path / "open", tmp_path / "private"
+    for folder in (state, open_to_all, private):
+        folder.mkdir(mode=0o700)
+    os.chmod(open_to_all, 0o777)
+    plant(state, {"modes.log": [(0, "zoo1 leader"), (0, "zoo2 follower"), (0, "zoo3 follower"),
+                                (5, "zoo1 leader")]})
+    led = [(1, "staying 30.0 s"), (2, "became leader")]
+    plant(open_to_all, {"worker-1.log": led})
+    plant(private, {"worker-1.log": led})
+    plant(tmp_path, {"elsewhere.log": led})
+    (private / "worker-2.log").symlink_to(tmp_path / "elsewhere.log")
+
+    def drawn(run_dir):
+        env = dict(os.environ, ZKDEMO_STATE_DIR=str(state), ZKDEMO_RUN_DIR=str(run_dir))
+        run = subprocess.run([sys.executable, TIMELINE, "draw"], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        return run.stderr, (state / "timeline.html").read_text()
+
+    said, page = drawn(open_to_all)
+    assert said == (f"timeline: the workers' logs in {open_to_all} are left out: that is not "
+                    "a folder of yours alone\n")
+    assert "worker-1" not in page
+    said, page = drawn(private)
+    assert said == "" and "worker-1" in page and "worker-2" not in page
