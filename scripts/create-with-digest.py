@@ -12,9 +12,10 @@ and one that sent the right one (each by `addauth digest user:password`, as
 kazoo's add_auth does). It deletes the znode at the end, or keeps it with
 --keep so you can try zkCli.sh on it.
 
-The password comes from $ZKDEMO_PASSWORD, or is asked for without echo. It is
-never taken from the command line (where `ps` would show it to everyone) and
-never printed.
+The password comes from $ZKDEMO_PASSWORD, or is asked for without echo; with
+neither (no terminal to ask in) the script exits with 2. It is never taken
+from the command line (where your shell's history keeps it and `ps` shows it
+to everyone) and never printed.
 """
 
 import getpass
@@ -27,11 +28,19 @@ from zkdemo import (ROOT, UserError, make_digest_acl, acl_text, attempt, connect
 
 def read_password():
     password = os.environ.get("ZKDEMO_PASSWORD")
-    if password is None and sys.stdin.isatty():
-        password = getpass.getpass("password (not shown): ")
-    if not password:
+    if password == "":
+        raise UserError("ZKDEMO_PASSWORD is empty", code=2)
+    if password is None and not sys.stdin.isatty():
         raise UserError("no password: set ZKDEMO_PASSWORD or run in a terminal to be asked",
                         code=2)
+    if password is None:
+        try:
+            password = getpass.getpass("password (not shown): ")
+        except EOFError:   # Ctrl-D: the line it ended was never finished
+            print(file=sys.stderr)
+            password = ""
+        if not password:
+            raise UserError("no password typed", code=2)
     return password
 
 

@@ -58,46 +58,75 @@ def test_digest_keep_leaves_a_znode_whose_acl_holds_no_password(ensemble, zk):
     assert PASSWORD not in result.stdout + result.stderr
 
 
+class InATerminal:
+    """A script run in a terminal of its own (a pty), as from a login, with
+    no $ZKDEMO_PASSWORD: what it shows there, and what is typed to it."""
+
+    def __init__(self, *args, hosts="127.0.0.1:2181"):
+        self.controller, terminal = os.openpty()
+
+        def own_terminal():   # a session whose controlling terminal is the pty
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        env = {k: v for k, v in os.environ.items() if k != "ZKDEMO_PASSWORD"}
+        env["ZKDEMO_HOSTS"] = hosts
+        self.process = subprocess.Popen(script_command(*args), stdin=terminal, stdout=terminal,
+                                        stderr=terminal, env=env, preexec_fn=own_terminal)
+        os.close(terminal)
+        self.seen = b""
+
+    def shows(self, text, seconds=30):
+        deadline = time.monotonic() + seconds
+        while text not in self.seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.controller], [], [], 0.2)
+            if ready:
+                try:
+                    self.seen += os.read(self.controller, 4096)
+                except OSError:   # EIO: the script has gone
+                    break
+        return text in self.seen
+
+    def type(self, text):
+        os.write(self.controller, text)
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.controller)
+        return self.seen.decode(errors="replace")
+
+
 def test_digest_asks_for_the_password_in_a_terminal_and_shows_it_nowhere(ensemble):
     """With no $ZKDEMO_PASSWORD, in a terminal, as the README runs it: the
     password is asked for, typed without echo, and never printed."""
-    controller, terminal = os.openpty()
-
-    def own_terminal():   # a session whose controlling terminal is the pty, as a login's
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    env = {k: v for k, v in os.environ.items() if k != "ZKDEMO_PASSWORD"}
-    env["ZKDEMO_HOSTS"] = ensemble.hosts
-    process = subprocess.Popen(script_command("create-with-digest.py"), stdin=terminal,
-                               stdout=terminal, stderr=terminal, env=env,
-                               preexec_fn=own_terminal)
-    os.close(terminal)
-    seen = b""
+    terminal = InATerminal("create-with-digest.py", hosts=ensemble.hosts)
     try:
-        def read_until(text, seconds=30):
-            nonlocal seen
-            deadline = time.monotonic() + seconds
-            while text not in seen and time.monotonic() < deadline:
-                ready, _, _ = select.select([controller], [], [], 0.2)
-                if ready:
-                    try:
-                        seen += os.read(controller, 4096)
-                    except OSError:   # EIO: the script has gone
-                        break
-            return text in seen
-        assert read_until(b"password (not shown): "), seen
-        os.write(controller, PASSWORD.encode() + b"\n")
-        assert read_until(b"deleted /zkdemo/digest-alice-"), seen
-        assert process.wait(timeout=30) == 0
+        assert terminal.shows(b"password (not shown): "), terminal.seen
+        terminal.type(PASSWORD.encode() + b"\n")
+        assert terminal.shows(b"deleted /zkdemo/digest-alice-"), terminal.seen
+        assert terminal.process.wait(timeout=30) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(controller)
-    output = seen.decode(errors="replace")
+        output = terminal.close()
     assert PASSWORD not in output, output
     assert output.count("allowed") == 2, output
+
+
+def test_digest_asked_and_given_no_password_says_so_in_one_line():
+    """Enter alone, or Ctrl-D (end of input), at the prompt: a usage error,
+    told in one line before anything connects (no traceback)."""
+    for typed in (b"\n", b"\x04"):
+        terminal = InATerminal("create-with-digest.py")
+        try:
+            assert terminal.shows(b"password (not shown): "), terminal.seen
+            terminal.type(typed)
+            assert terminal.shows(b"no password typed\r\n"), terminal.seen
+            assert terminal.process.wait(timeout=30) == 2
+        finally:
+            output = terminal.close()
+        assert output.replace("\r\n", "\n") == (
+            "password (not shown): \ncreate-with-digest.py: no password typed\n"), (typed, output)
 
 
 def test_digest_without_a_password_is_a_usage_error(ensemble):
@@ -105,6 +134,12 @@ def test_digest_without_a_password_is_a_usage_error(ensemble):
     assert result.returncode == 2
     assert result.stderr == ("create-with-digest.py: no password: set ZKDEMO_PASSWORD or run "
                              "in a terminal to be asked\n")
+
+
+def test_digest_with_an_empty_password_is_a_usage_error():
+    result = run_script("create-with-digest.py", env={"ZKDEMO_PASSWORD": ""})
+    assert result.returncode == 2
+    assert result.stderr == "create-with-digest.py: ZKDEMO_PASSWORD is empty\n"
 
 
 # --- status.py ------------------------------------------------------------------
