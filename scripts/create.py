@@ -183,11 +183,16 @@ class Elector:
         """What time alone asks for: give up a lease that ran out, renew it when due."""
         now = time.monotonic()
         if self.state == LEADING and self.lease_left() <= 0:
-            self.state = CONFIRMING
-            log(f"no longer leader (ZooKeeper has not confirmed the session for "
-                f"{now - self.lease.heard():.1f} s: cut off from the majority?)")
+            self.lease_ran_out()
         if self.path and self.state not in (OFFLINE, LEAVING) and now >= self.next_renewal:
             self.renew()
+
+    def lease_ran_out(self):
+        """Wait for ZooKeeper to confirm the session again; say so if we led."""
+        if self.state == LEADING:
+            log(f"no longer leader (ZooKeeper has not confirmed the session for "
+                f"{time.monotonic() - self.lease.heard():.1f} s: cut off from the majority?)")
+        self.state = CONFIRMING   # a "renewed" event brings us back to lead()
 
     def next_duty(self):
         """Seconds until duties() has something to do."""
@@ -317,10 +322,7 @@ class Elector:
 
     def lead(self):
         if self.lease_left() <= 0:
-            if self.state == LEADING:
-                log(f"no longer leader (ZooKeeper has not confirmed the session for "
-                    f"{time.monotonic() - self.lease.heard():.1f} s: cut off from the majority?)")
-            self.state = CONFIRMING   # a "renewed" event brings us back here
+            self.lease_ran_out()
         elif self.state != LEADING:
             self.state, self.following = LEADING, None
             log("became leader")
