@@ -114,7 +114,8 @@ class Runs:
 
     def start_machine(self, machine):
         """A machine's watch.py and electors (and the writer on zoo1)."""
-        os.makedirs(os.path.join(RUN, machine), exist_ok=True)
+        # 0755 even under umask 0: create-start.py refuses a folder others can write
+        os.makedirs(os.path.join(RUN, machine), mode=0o755, exist_ok=True)
         self.start(machine, "watch", f"python3 scripts/watch.py --hosts {HOSTS}")
         if machine == "zoo1":
             self.start(machine, "writer", f"python3 provision/chaos.py writer --hosts {HOSTS} "
@@ -446,7 +447,7 @@ def run(seed, minutes):
         if not wait_for(healthy, 90, 0.5):
             raise ChaosError(f"the lab's ensemble does not serve: {modes()}")
         shutil.rmtree(RUN, ignore_errors=True)
-        os.makedirs(RUN)
+        os.makedirs(RUN, mode=0o755)
         result["logs"] = RUN   # from here on, the lab's logs are this run's to keep
         recorded = os.path.join(lablib.STATE, "modes.log")
         if os.path.exists(recorded):
