@@ -8,10 +8,10 @@ provisioned by provision/zookeeper.sh exactly as Vagrant provisions a VM.
     lab.py ssh zooN [-- CMD]    a login shell on zooN in /vagrant, or run CMD
                                 there (as `vagrant ssh zooN [-c CMD]`)
     lab.py halt zooN            stop a machine: its processes and its link go
-    lab.py kill zooN            kill -9 the ZooKeeper server on zooN (the machine stays up)
-    lab.py start zooN           start it again
-    lab.py pause zooN           stop it with SIGSTOP: it holds its connections, answers nothing
-    lab.py resume zooN          let a paused server go on (SIGCONT)
+    lab.py kill zooN...         kill -9 the ZooKeeper server on zooN (the machine stays up)
+    lab.py start zooN...        start it again
+    lab.py pause zooN...        stop it with SIGSTOP: it holds its connections, answers nothing
+    lab.py resume zooN...       let a paused server go on (SIGCONT)
     lab.py partition zoo1       cut zoo1 off from the other machines
     lab.py partition zoo1 zoo3  cut only the link between zoo1 and zoo3
     lab.py heal                 remove every cut
@@ -600,21 +600,25 @@ SERVER_COMMANDS = {  # what each verb runs on the machine, and what it then says
 
 
 def cmd_server(args):
-    """kill, start, pause or resume the ZooKeeper server on one machine, as
-    local-cluster.py does to a loopback server."""
-    machine, = pick([args.machine])
-    if not machine.is_up():
-        raise LabError(f"{machine.name} is not up (lab.py up {machine.name})")
+    """kill, start, pause or resume the ZooKeeper server on machines, as
+    local-cluster.py does to a loopback server; several at once, so that
+    (say) two servers restarted together elect each other at once."""
+    chosen = pick(args.machines)
+    for machine in chosen:
+        if not machine.is_up():
+            raise LabError(f"{machine.name} is not up (lab.py up {machine.name})")
     command, done = SERVER_COMMANDS[args.verb]
-    result = machine.run(command, timeout=60)
-    if result.returncode != 0:
-        raise LabError(f"{machine.name}: {args.verb} failed: "
-                       f"{(result.stderr or result.stdout).strip() or 'is ZooKeeper running?'}")
-    if args.verb == "kill":
-        wait_for(lambda: machine.mode() == "down", 5, 0.1)
-    elif args.verb == "start":
-        wait_for(lambda: machine.mode() != "down", 30, 0.2)
-    say(f"{machine.name}: {done}, {machine.mode()}")
+    for machine in chosen:
+        result = machine.run(command, timeout=60)
+        if result.returncode != 0:
+            raise LabError(f"{machine.name}: {args.verb} failed: "
+                           f"{(result.stderr or result.stdout).strip() or 'is ZooKeeper running?'}")
+    for machine in chosen:
+        if args.verb == "kill":
+            wait_for(lambda: machine.mode() == "down", 5, 0.1)
+        elif args.verb == "start":
+            wait_for(lambda: machine.mode() != "down", 30, 0.2)
+        say(f"{machine.name}: {done}, {machine.mode()}")
     return 0
 
 
@@ -713,11 +717,11 @@ def parse_args(argv):
     partition = commands.add_parser("partition", help="cut a machine off, or one link")
     partition.add_argument("machines", nargs="+", metavar="zooN")
     commands.add_parser("heal", help="remove every cut")
-    for verb, text in (("kill", "kill -9 the ZooKeeper server on a machine"),
-                       ("start", "start a killed server again"),
-                       ("pause", "SIGSTOP the server on a machine"),
-                       ("resume", "SIGCONT a paused server")):
-        commands.add_parser(verb, help=text).add_argument("machine", metavar="zooN")
+    for verb, text in (("kill", "kill -9 the ZooKeeper server on machines"),
+                       ("start", "start killed servers again"),
+                       ("pause", "SIGSTOP the server on machines"),
+                       ("resume", "SIGCONT paused servers")):
+        commands.add_parser(verb, help=text).add_argument("machines", nargs="+", metavar="zooN")
     commands.add_parser("down", help="remove everything the lab made")
     args = parser.parse_args(argv)
     if args.verb == "ssh" and args.command[:1] == ["--"]:

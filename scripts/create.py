@@ -37,7 +37,7 @@ its own, and on its own znode, since another client may delete it
 deleted ...)" and joins again at the back.
 
 A connection that stays up is not proof enough. A server cut off from the
-majority still answers its clients until it notices, up to syncLimit ticks
+majority still answers its clients until it notices, about syncLimit ticks
 later, while the majority may already have expired the session and handed
 leadership on. So it holds a lease: every third of the session timeout it
 asks ZooKeeper to commit a write that changes nothing (a transaction that

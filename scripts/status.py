@@ -17,7 +17,7 @@ last write the server has applied: its high half counts leader elections
 (epochs), its low half the writes within one.
 
 A server's own word is not enough. When both followers die, the leader goes
-on answering "leader" until it notices, up to syncLimit ticks later; a
+on answering "leader" until it notices, about syncLimit ticks later; a
 follower whose leader died says "follower" for as long. So the last line
 counts the servers that are up *and* in step with one leader: the leader,
 plus the followers it says are synced, less any other server in --hosts
@@ -127,7 +127,8 @@ def report(args):
             return True
         log(f"no quorum: {leader} still says leader, but only {count} of {size} servers "
             f"{'is' if count == 1 else 'are'} in step with it (a majority is {majority}); "
-            "writes cannot go through, and it gives up within syncLimit ticks")
+            "writes cannot go through, and it gives up about syncLimit ticks after its followers "
+            "last answered")
     elif serving and len(addresses) >= size and up < len(addresses):
         # Every server was asked: the leader the followers still follow is one
         # that did not answer us.

@@ -395,39 +395,56 @@ def reads(lines):
     return found
 
 
+def run_lab_block(body, names):
+    """Run one of the section's ```sh blocks as printed, with machine names
+    swapped as the README says to (`names`): readers (the commands run "in a
+    ... terminal") in the background. Returns the readers, what the other
+    commands printed, when the cut was made, and the znode create.py made."""
+    from test_lab import ENV, LAB_PY
+    readers, output, cut, made = [], "", None, None
+    swap = lambda word: names.get(word, word)   # noqa: E731
+    for line in body.splitlines():
+        command, _, comment = line.partition("  #")
+        words = [re.sub(r"zoo\d", lambda m: swap(m.group(0)), w) for w in command.split()]
+        assert words[:2] == ["python3", "provision/lab.py"], line
+        argv = [sys.executable, LAB_PY, *words[2:]]
+        if "terminal" in comment:
+            reader = OutputProcess(argv, env=ENV)
+            readers.append(reader)
+            reader.wait_for(lambda m: m.startswith("/zkdemo "), 60, what="a first read")
+            continue
+        result = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=120,
+                                stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stdout + result.stderr
+        output += result.stdout + result.stderr
+        if words[2] == "partition":
+            cut = utc_now()
+        if "scripts/create.py" in command:
+            found = re.search(r"^(\S+ \S+) created (/zkdemo/node-\d+)$", result.stdout, re.M)
+            made = (stamp(found.group(0)), found.group(2))
+    return readers, output, cut, made
+
+
+def stale_section():
+    text = open(README).read()
+    section = text[text.index("### A stale read, seen for real"):]
+    return section[:section.index("\n## ")]
+
+
 def test_the_readmes_stale_read_happens_in_the_lab(lab_machines):
     """The README's stale-read block, run as printed: a plain reader on a
     cut-off follower shows a state the majority has moved past, and a --sync
     reader never does (it waits, then loses the connection)."""
-    from test_lab import ENV, LAB_PY, lab, zk_leader
-    text = open(README).read()
-    section = text[text.index("### A stale read, seen for real"):]
-    body, expected = re.search(r"```sh\n(.*?)```\n\s*```text\n(.*?)```\n", section, re.S).groups()
+    from test_lab import lab, zk_leader
+    body, expected = re.search(r"```sh\n(.*?)```\n\s*```text\n(.*?)```\n",
+                               stale_section(), re.S).groups()
     if zk_leader() == "zoo1":   # the README asks for a follower: move leadership away
         lab("halt", "zoo1")
         lab("up", "zoo1")
     assert zk_leader() != "zoo1"
-    readers, output = [], ""
+    readers = []
     try:
-        for line in body.splitlines():
-            command, _, comment = line.partition("  #")
-            words = command.split()
-            assert words[:2] == ["python3", "provision/lab.py"], line
-            argv = [sys.executable, LAB_PY, *words[2:]]
-            if "terminal" in comment:
-                reader = OutputProcess(argv, env=ENV)
-                readers.append(reader)
-                reader.wait_for(lambda m: m.startswith("/zkdemo "), 60, what="a first read")
-                continue
-            result = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=120,
-                                    stdin=subprocess.DEVNULL)
-            assert result.returncode == 0, result.stdout + result.stderr
-            output += result.stdout + result.stderr
-            if words[2] == "partition":
-                cut = utc_now()
-            if "scripts/create.py" in command:
-                made = re.search(r"^(\S+ \S+) created (/zkdemo/node-\d+)$", result.stdout, re.M)
-                written, path = stamp(made.group(0)), made.group(2)
+        readers, output, cut, (written, path) = run_lab_block(body, {})
         assert not missing(expected.splitlines(), output), output
         plain, synced = readers
         for reader in readers:   # both back after the heal, in whatever session
@@ -443,3 +460,32 @@ def test_the_readmes_stale_read_happens_in_the_lab(lab_machines):
     assert any("no answer: the connection went" in line and stamp(line) > cut
                for line in synced.lines), "\n".join(synced.lines)
     assert not any("Traceback" in line for line in plain.lines + synced.lines)
+
+
+def test_the_readmes_synced_read_through_a_cut_off_leader_is_stale(lab_machines):
+    """The README's second block, run as printed with the machine that leads
+    in zoo3's place: a --sync reader on the cut-off leader goes on listing
+    its old copy after the majority, which elected a new leader, has
+    committed a znode; after the heal it is back."""
+    from test_lab import lab, zk_leader
+    blocks = re.findall(r"```sh\n(.*?)```\n\s*```text\n(.*?)```\n", stale_section(), re.S)
+    body, expected = blocks[1]
+    leader = zk_leader()
+    assert leader, "no machine leads"
+    names = {"zoo3": leader, leader: "zoo3"}   # "swap its name with zoo3's"
+    readers = []
+    try:
+        readers, output, cut, (written, path) = run_lab_block(body, names)
+        swapped = [re.sub(r"zoo\d", lambda m: names.get(m.group(0), m.group(0)), line)
+                   for line in expected.splitlines()]
+        assert not missing(swapped, output), output
+        synced, = readers
+        synced.wait_for(lambda m: m.startswith("reconnected"), 90, what="a reconnect")
+    finally:
+        for reader in readers:
+            reader.stop(signal.SIGINT)
+        lab("heal", check=False)
+    stale = [t for t, listing in reads(synced.lines) if t > written and path not in listing]
+    assert stale, f"no stale synced read after {path} was written at {written}:\n" + \
+        "\n".join(synced.lines)
+    assert not any("Traceback" in line for line in synced.lines)
