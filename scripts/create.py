@@ -75,19 +75,16 @@ class Lease:
     """Until when ZooKeeper cannot have expired our session.
 
     ZooKeeper's leader expires a session a session timeout after it last
-    heard of it. A committed write proves the session was alive when the
-    leader took it, but a server that is not the leader passes our writes on
-    without telling the leader it heard from us: it reports the sessions it
-    heard from in its answer to the leader's next ping, sent every half tick.
-    Our writes are a third of a session timeout (at least two thirds of a
-    tick) apart, so by the time the last committed one reached the leader,
-    the leader had heard of the one before, provided the follower received
-    them at least half a tick apart: so the later one must have been sent a
-    quarter of the session timeout (at least half a tick) after the answer to
-    the earlier one came. Then the earlier one's send time is where the lease
-    starts; otherwise the start stays where it was. A new session is proof at once: ZooKeeper's leader commits
-    it with a quorum, starting its clock. docs/reliability.md has the
-    argument, with ZooKeeper's source."""
+    heard of it. A committed write proves the session was alive, but a
+    follower passes our writes on without telling the leader: it reports the
+    sessions it heard from in its answer to the leader's next ping, every
+    half tick. So a committed write vouches for the one before it, if the
+    two reached the follower half a tick apart: the later one was sent a
+    quarter of the session timeout after the answer to the earlier one. Then
+    the lease starts at the earlier one's send time; otherwise the start
+    stays where it was. A new session counts at once: the leader commits it
+    with a quorum. docs/reliability.md has the argument, with ZooKeeper's
+    source."""
 
     def __init__(self):
         self.start = None      # the leader had heard from the session after this
