@@ -16,9 +16,11 @@ accepts the connection and then says nothing). The zxid is the id of the
 last write the server has applied: its high half counts leader elections
 (epochs), its low half the writes within one.
 
-A server's own word is not enough. When both followers die, the leader goes
-on answering "leader" until it notices, about syncLimit ticks later; a
-follower whose leader died says "follower" for as long. So the last line
+A server's own word is not enough. When both followers go silent (cut off,
+or their machines stopped: a killed process's connections close, and that is
+noticed within a tick), the leader goes on answering "leader" until it
+notices, about syncLimit ticks later; a follower whose leader went silent
+says "follower" for as long. So the last line
 counts the servers that are up *and* in step with one leader: the leader,
 plus the followers it says are synced, less any other server in --hosts
 that does not answer as a follower in step (in the broadcast phase). Writes
@@ -135,10 +137,14 @@ def report(args):
         silent = ", ".join(a for a, v in zip(addresses, views) if v is None)
         log(f"no leader answers: followers still follow a leader this client cannot reach "
             f"(cut off, hanging or down: {silent}); writes may not go through, and if the "
-            f"followers have lost it too they elect another within syncLimit ticks ({counts})")
+            f"followers have lost it too they elect another after syncLimit ticks ({counts})")
     elif serving:
         log(f"quorum unknown: followers answer, but their leader is not in --hosts; "
             f"give every server to check ({counts})")
+    elif up >= majority:
+        log(f"no leader yet: a majority answers but no server serves, so they are electing "
+            f"one (or cannot reach each other); an election takes a second or two: ask "
+            f"again ({counts})")
     else:
         log(f"no quorum: no server serves, so clients can neither read nor write ({counts})")
     return False

@@ -211,11 +211,18 @@ class ConnectionHandler(SequentialThreadingHandler):
         super().__init__()
         self.source = source
         self.attempt_timeout = attempt_timeout
+        self.refused = set()   # the servers whose machine said nothing listens there
+        self.reached = False   # a server accepted a connection
 
     def create_connection(self, address, timeout=None, **kwargs):
         timeout = min(timeout or self.attempt_timeout, self.attempt_timeout)
-        sock = socket.create_connection(address, timeout,
-                                        source_address=(self.source, 0) if self.source else None)
+        try:
+            sock = socket.create_connection(
+                address, timeout, source_address=(self.source, 0) if self.source else None)
+        except ConnectionRefusedError:
+            self.refused.add(tuple(address[:2]))
+            raise
+        self.reached = True
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
@@ -262,21 +269,39 @@ def connect(args, session_timeout=10.0, on_state=None, on_client=None):
 
     zk.add_listener(listener)
     zk.zkdemo_listener = listener
-    zk.start_async().wait(timeout=args.timeout)
+    servers = len(set(args.hosts.split(",")))
+    started, deadline = zk.start_async(), time.monotonic() + args.timeout
+    while not started.wait(timeout=max(0.0, min(0.1, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline:
+            break
+        # Every server refused the connection: nothing listens there, and
+        # waiting the whole --timeout would not change that.
+        if len(handler.refused) >= servers and not handler.reached and \
+                time.monotonic() >= deadline - args.timeout + min(1.0, args.timeout / 2):
+            zk.remove_listener(listener)
+            raise UserError(f"nothing listens at {args.hosts} (every connection refused)"
+                            f"{start_hint(args.hosts) or '; is ZooKeeper running there?'}")
     if not zk.connected:
         # Not zk.stop() (nor zk.start(timeout), which calls it): it waits for
         # kazoo's connection thread, which may sit out a whole session timeout
         # on a server that accepts and never answers. That thread is a daemon
         # and ends with the process.
         zk.remove_listener(listener)
-        hint = ""
-        if args.hosts == DEFAULT_HOSTS and not os.environ.get("ZKDEMO_HOSTS"):
-            hint = ("; with neither --hosts nor $ZKDEMO_HOSTS that is the default, this "
-                    "machine's own server: for the loopback ensemble run the `export "
-                    "ZKDEMO_HOSTS=...` line that `make demo` printed")
+        hint = start_hint(args.hosts) if args.hosts == DEFAULT_HOSTS else ""
         raise UserError(f"cannot reach ZooKeeper at {args.hosts} within {args.timeout:g} s{hint}")
     session["id"] = zk.client_id[0]
     return zk
+
+
+def start_hint(hosts):
+    """How to start the servers named, when they are this machine's own."""
+    if hosts == DEFAULT_HOSTS and not os.environ.get("ZKDEMO_HOSTS"):
+        return ("; with neither --hosts nor $ZKDEMO_HOSTS that is the default, this "
+                "machine's own server: for the loopback ensemble run the `export "
+                "ZKDEMO_HOSTS=...` line that `make demo` printed")
+    if all(host.startswith("127.") for host in hosts.split(",")):
+        return "; is the loopback ensemble running? (`make demo` starts it)"
+    return ""
 
 
 def remember_connects(zk):

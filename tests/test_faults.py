@@ -110,8 +110,9 @@ class Electors:
                 continue
             # -15: SIGTERM from stop() came before Python had even set its handler
             clean = code in (0, 143, -signal.SIGTERM) and err == ""
-            unreachable = (outage and code == 1 and err.startswith("create.py: cannot reach")
-                           and len(err.splitlines()) == 1)
+            unreachable = (outage and code == 1 and len(err.splitlines()) == 1
+                           and err.startswith(("create.py: cannot reach",
+                                               "create.py: nothing listens")))
             if not (clean or unreachable) or "Traceback" in err:
                 bad.append((p.proc.pid, code, err))
         return bad
