@@ -6,7 +6,9 @@ provisioned by provision/zookeeper.sh exactly as Vagrant provisions a VM.
     lab.py up [zooN]            make the machines (or start a halted one)
     lab.py status               machines, addresses, ZooKeeper mode, memory
     lab.py ssh zooN [-- CMD]    a login shell on zooN in /vagrant, or run CMD
-                                there (as `vagrant ssh zooN [-c CMD]`)
+                                there: one word is a shell command line, as
+                                `vagrant ssh zooN -c 'CMD'` takes it; several
+                                are one command with its words kept as given
     lab.py halt zooN            stop a machine: its processes and its link go
     lab.py kill zooN...         kill -9 the ZooKeeper server on zooN (the machine stays up)
     lab.py start zooN...        start it again
@@ -44,6 +46,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -575,8 +578,16 @@ def cmd_status(args):
 
 
 def cmd_ssh(args):
+    """One word after -- is a shell command line, run as `vagrant ssh -c`
+    runs its one argument; several words are one command, each word kept as
+    given (quoted for the machine's shell), as `ssh` would not keep them."""
     machine, = pick([args.machine])
-    command = " ".join(args.command) if args.command else None
+    if not args.command:
+        command = None
+    elif len(args.command) == 1:
+        command = args.command[0]
+    else:
+        command = shlex.join(args.command)
     argv = machine.command(command)
     machine.cgroup.join()   # this process, and so the shell, counts against its memory
     os.execvp(argv[0], argv)

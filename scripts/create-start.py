@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 from zkdemo import (UserError, connect, disconnect, make_parser, open_private, proc_stat, run,
-                    run_dir, still_ours, worker_records)
+                    run_dir, signals_held, still_ours, stop_groups, worker_records)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -70,23 +70,39 @@ def main():
     free_logs = (path for n in itertools.count(1)
                  if (path := os.path.join(directory, f"worker-{n}.log")) not in in_use)
     started = []
-    for log_path in itertools.islice(free_logs, args.number):
-        with open_private(log_path, "ab") as log_file:
-            # A session of its own: no terminal, and a process group that
-            # create-stop.py can signal as a whole (the worker and its create.py).
-            worker = subprocess.Popen(
-                ["sh", "-c", WORKER, "create-start-worker", sys.executable,
-                 os.path.join(HERE, "create.py"), *create_args],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        started_at = proc_stat(f"/proc/{worker.pid}/stat")[2]  # with the pid, names it
-        record = {"pid": worker.pid, "start_time": started_at, "log": log_path}
-        with open_private(os.path.join(directory, "workers", f"{worker.pid}.json"), "x") as f:
-            json.dump(record, f)
-        started.append(worker.pid)
+    # Ctrl-C (or SIGTERM, SIGHUP) waits for the worker being started to be
+    # recorded too, and then stops every worker this run started: none is
+    # left running, and none runs unrecorded.
+    with signals_held() as signals:
+        for log_path in itertools.islice(free_logs, args.number):
+            if signals:
+                break
+            started.append(start_worker(log_path, directory, create_args))
+        if signals:
+            stop_groups(started, grace=10.0)
+            for pid in started:
+                os.remove(os.path.join(directory, "workers", f"{pid}.json"))
+            return
     print(f"started {len(started)} worker{'s' if len(started) > 1 else ''} "
           f"(pids {' '.join(map(str, started))}) running create.py against {args.hosts}")
     print(f"logs: {directory}/worker-*.log    stop them: create-stop.py")
+
+
+def start_worker(log_path, directory, create_args):
+    """Start one worker and record it; its pid."""
+    with open_private(log_path, "ab") as log_file:
+        # A session of its own: no terminal, and a process group that
+        # create-stop.py can signal as a whole (the worker and its create.py).
+        worker = subprocess.Popen(
+            ["sh", "-c", WORKER, "create-start-worker", sys.executable,
+             os.path.join(HERE, "create.py"), *create_args],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    started_at = proc_stat(f"/proc/{worker.pid}/stat")[2]  # with the pid, names it
+    record = {"pid": worker.pid, "start_time": started_at, "log": log_path}
+    with open_private(os.path.join(directory, "workers", f"{worker.pid}.json"), "x") as f:
+        json.dump(record, f)
+    return worker.pid
 
 
 if __name__ == "__main__":

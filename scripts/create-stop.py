@@ -9,19 +9,10 @@ after --grace seconds. create.py deletes its znode as it exits on SIGTERM.
 Nothing running is not an error.
 """
 
-import glob
 import os
-import signal
-import time
 
-from zkdemo import make_parser, positive_number, proc_stat, run, still_ours, worker_records
-
-
-def group_alive(pgid):
-    """True while a process of the group runs. An exited worker stays a zombie
-    until init reaps it, and kill(0) would still find it: read /proc instead."""
-    stats = filter(None, map(proc_stat, glob.glob("/proc/[0-9]*/stat")))
-    return any(state != "Z" and group == pgid for state, group, _ in stats)
+from zkdemo import (make_parser, positive_number, run, signals_held, still_ours, stop_groups,
+                    worker_records)
 
 
 def main():
@@ -30,19 +21,15 @@ def main():
                         help="how long to wait after SIGTERM before SIGKILL (default 10)")
     args = parser.parse_args()
 
-    groups = []
-    for path, record in worker_records():
-        if record and still_ours(record):
-            os.killpg(record["pid"], signal.SIGTERM)
-            groups.append(record["pid"])
-        os.remove(path)
-
-    deadline = time.monotonic() + args.grace
-    while any(map(group_alive, groups)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    killed = [pgid for pgid in groups if group_alive(pgid)]
-    for pgid in killed:
-        os.killpg(pgid, signal.SIGKILL)
+    # Ctrl-C waits until every recorded worker is stopped: stopping half of
+    # them, with the others' records gone, would leave workers nobody tracks.
+    with signals_held():
+        groups = []
+        for path, record in worker_records():
+            if record and still_ours(record):
+                groups.append(record["pid"])
+            os.remove(path)
+        killed = stop_groups(groups, args.grace)
     note = f" ({len(killed)} needed SIGKILL)" if killed else ""
     print(f"stopped {len(groups)} worker{'s' if len(groups) != 1 else ''}{note}")
 

@@ -12,6 +12,7 @@ the plumbing they all need lives here once:
 """
 
 import argparse
+import contextlib
 import datetime
 import difflib
 import errno
@@ -29,6 +30,10 @@ import threading
 import time
 
 PROG = os.path.basename(sys.argv[0])
+if os.path.dirname(os.path.abspath(sys.argv[0])) == os.path.dirname(os.path.abspath(__file__)):
+    # A script of ours is starting: Ctrl-C while kazoo loads (a few tenths of
+    # a second) ends it quietly, as run() does from then on.
+    signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))
 try:
     from kazoo.client import KazooClient, KazooState
     from kazoo.exceptions import (ConnectionLoss, NoAuthError, NoChildrenForEphemeralsError,
@@ -45,7 +50,8 @@ __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeErro
            "NodeExistsError", "UserError", "log", "make_parser", "positive_number", "connect",
            "disconnect", "client_address", "ensure_root", "in_sequence", "run",
            "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl",
-           "run_dir", "open_private", "check_source", "proc_stat", "worker_records", "still_ours", "ELECTION_PREFIX", "elector_sequence",
+           "run_dir", "open_private", "check_source", "proc_stat", "worker_records", "still_ours", "group_alive",
+           "stop_groups", "signals_held", "ELECTION_PREFIX", "elector_sequence",
            "electors", "data_text", "list_root", "refused", "session_timeout",
            "new_session_sent", "ConnectionLoss", "utc_now"]
 
@@ -545,6 +551,50 @@ def still_ours(record):
     pid = record["pid"]
     stat = proc_stat(f"/proc/{pid}/stat")
     return stat is not None and stat[0] != "Z" and stat[1:] == (pid, record["start_time"])
+
+
+def group_alive(pgid):
+    """True while a process of the group runs. An exited worker stays a zombie
+    until init reaps it, and kill(0) would still find it: read /proc instead."""
+    stats = filter(None, map(proc_stat, glob.glob("/proc/[0-9]*/stat")))
+    return any(state != "Z" and group == pgid for state, group, _ in stats)
+
+
+def stop_groups(groups, grace):
+    """SIGTERM each process group (a worker and its create.py, which deletes
+    its znode as it exits), SIGKILL what is left after `grace` seconds.
+    Returns the groups that needed SIGKILL."""
+    for pgid in groups:
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(map(group_alive, groups)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed = [pgid for pgid in groups if group_alive(pgid)]
+    for pgid in killed:
+        os.killpg(pgid, signal.SIGKILL)
+    return killed
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block ends, so that what it
+    starts it also records (or stops). Inside, the list it gives holds the
+    signals that came; when the block ends the first one takes effect."""
+    came = []
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM,
+                                                         signal.SIGHUP)}
+    for sig, handler in handlers.items():
+        if handler is not signal.SIG_IGN:   # under nohup, SIGHUP stays ignored
+            signal.signal(sig, lambda signum, frame: came.append(signum))
+    try:
+        yield came
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    if came:
+        if came[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(came[0])
 
 
 # --- running a script ---------------------------------------------------------

@@ -140,6 +140,16 @@ def test_a_second_up_is_quick_and_changes_nothing(the_lab):
     assert again.stdout == "lab: already up: zoo1 zoo2 zoo3 (lab.py status shows them)\n"
 
 
+def test_ssh_keeps_a_command_line_or_each_word_as_given(the_lab):
+    """One word after -- is a command line for the machine's shell (as
+    `vagrant ssh -c` takes one); several words are one command, each word
+    kept: `bash -c '...'` reaches bash as one argument, spaces and all."""
+    assert lab("ssh", "zoo1", "--", "echo one | tr o O && hostname").stdout == "One\nzoo1\n"
+    words = lab("ssh", "zoo1", "--", "bash", "-c", 'echo "a  b"; echo $0', "zero")
+    assert words.stdout == "a  b\nzero\n", words.stdout + words.stderr
+    assert lab("ssh", "zoo1", "--", "printf", "%s|", "it's", "a b").stdout == "it's|a b|"
+
+
 def test_bad_input_is_one_line(the_lab):
     for args, code, message in (
             (["ssh", "zoo9", "--", "true"], 2, "unknown machine 'zoo9'"),

@@ -516,6 +516,51 @@ def test_workers_keep_electing_and_create_stop_leaves_nothing(ensemble, zk, run_
     assert run_script("create-stop.py", env=run_dir).stdout == "stopped 0 workers\n"
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_create_start_stopped_while_it_starts_leaves_no_worker(ensemble, zk, run_dir, sig):
+    """Ctrl-C (or SIGTERM) while create-start.py starts its workers: the one
+    being started is recorded, then every worker this run started is stopped
+    and its record removed. None is left running, recorded or not."""
+    folder = run_dir["ZKDEMO_RUN_DIR"]
+    workers = os.path.join(folder, "workers")
+    process = subprocess.Popen(script_command("create-start.py", "40", "--hosts", ensemble.hosts),
+                               env=dict(os.environ, **run_dir), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_until(lambda: os.path.isdir(workers) and os.listdir(workers), 30, interval=0.005,
+                   what="a first worker's record")
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    left = processes_with("ZKDEMO_RUN_DIR", folder)
+    for pid in left:   # a failure here must not leave them for the next test
+        os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 128 + sig, (out, err)
+    assert (out, err) == ("", "")
+    assert left == [], "workers left running"
+    assert os.listdir(workers) == []
+    wait_until(lambda: elector_nodes(zk) == [], 15, what="the workers' znodes to go")
+
+
+def test_create_start_interrupted_while_it_loads_is_quiet(run_dir):
+    """Ctrl-C in its first tenths of a second, while kazoo is still loading
+    (as a quick Ctrl-C after Enter lands): exit 130 and not a word (it was a
+    KeyboardInterrupt traceback)."""
+    process = subprocess.Popen(script_command("create-start.py", "4"), env=dict(os.environ,
+                               **run_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    # kazoo is loading once its ssl module is in the process's memory map.
+    wait_until(lambda: "/_ssl." in open(f"/proc/{process.pid}/maps").read(), 10,
+               interval=0.001, what="kazoo to be loading")
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err == "", err
+    assert processes_with("ZKDEMO_RUN_DIR", run_dir["ZKDEMO_RUN_DIR"]) == []
+
+
 def test_create_start_clears_the_records_of_workers_gone(ensemble, run_dir):
     """Their pids can come round again, and a new record is made only where
     nothing is (O_EXCL): a stale one in its way must not stop a start."""
