@@ -343,9 +343,29 @@ def quorum_at(mode_lines):
     return points
 
 
-def check_sessions(bands, quorum):
+def leader_at(mode_lines, when):
+    """The machine whose server said it led at `when`, by modes.log (None if none)."""
+    now = {}
+    for line in mode_lines:
+        if history.stamp(line) > when:
+            break
+        name, _, mode = history.message(line).partition(" ")
+        now[name] = mode
+    return next((name for name, mode in now.items() if mode == "leader"), None)
+
+
+def check_sessions(bands, quorum, mode_lines=()):
+    """A session may be lost only where ZooKeeper allows it: its client's
+    machine cut off or halted, no serving quorum, or the leader's machine cut
+    off or paused. That leader still takes itself for the leader, and its
+    followers for theirs, until syncLimit runs out: no other server can
+    renew a session meanwhile (a follower asks the leader), and the leader
+    expires the sessions it no longer hears from, which commits on the heal.
+    modes.log cannot show this: it asks each machine from inside."""
     unexcused = []
     margin = datetime.timedelta(seconds=SESSION_TIMEOUT + 5)
+    leaderless = [f for f in bands if f.verb in ("partition", "pause") and len(f.machines) == 1
+                  and leader_at(mode_lines, f.start) in f.machines]
     for kind in ("watch", "worker", "writer"):
         for name, path in logs_of(kind).items():
             machine = name.split("/")[0]
@@ -356,7 +376,8 @@ def check_sessions(bands, quorum):
                 isolated = any(f.start - margin <= when <= f.stop + margin
                                and machine in f.machines and f.verb in ("halt", "partition")
                                for f in bands)
-                no_quorum = any(not ok for t, ok in quorum if when - margin <= t <= when)
+                no_quorum = any(not ok for t, ok in quorum if when - margin <= t <= when) or \
+                    any(f.start - margin <= when <= f.stop + margin for f in leaderless)
                 if not (isolated or no_quorum):
                     unexcused.append(f"{name}: {history.message(line)} at {when}")
     return unexcused
@@ -513,7 +534,7 @@ def analyse(seed, minutes, done, result, took):
     quorum = quorum_at(mode_lines)
     terms, overlapping = check_elections(data)
     ops, doubtful, watched, lost = check_watches(bands)
-    sessions = check_sessions(bands, quorum)
+    sessions = check_sessions(bands, quorum, mode_lines)
     clocks = check_clocks(mode_lines, {**logs_of("worker"), **logs_of("watch"),
                                        **logs_of("writer")})
     rows = recovery(bands, quorum, terms, sorted(o.when for o in ops if o.outcome == "ok"))

@@ -136,6 +136,29 @@ def test_a_lost_event_is_caught(tmp_path, monkeypatch):
                         f"never reported"]
 
 
+def test_a_session_lost_while_the_leaders_machine_is_cut_off_is_excused_and_only_then(
+        tmp_path, monkeypatch):
+    """Seen in `make chaos SEED=9`: zoo3 led and was cut off; a worker on zoo2
+    connected to zoo3 could renew its session nowhere (zoo1 and zoo2 still
+    followed zoo3, and a follower asks its leader), and zoo3 expired it. The
+    same cut of a follower's machine (zoo1, not the client's) excuses nothing."""
+    clean_history(tmp_path)
+    plant(tmp_path, {"zoo2/watch-1.log": [(2, "watching /zkdemo; Ctrl-C to stop"),
+                                          (35, "session lost: ZooKeeper expired it, and its "
+                                               "ephemeral znodes are gone")],
+                     "events.log": [(28, "begin partition zoo1"), (28.1, "end partition zoo1"),
+                                    (33, "begin heal"), (33.1, "end heal")]})
+    failures = checked(tmp_path, monkeypatch)["failures"]   # zoo1 led from 5.8 s: excused
+    assert failures == [], failures
+    (tmp_path / "events.log").write_text("")
+    plant(tmp_path, {"events.log": [(5, "begin kill zoo2"), (5.1, "end kill zoo2"),
+                                    (8, "begin start zoo2"), (8.9, "end start zoo2"),
+                                    (28, "begin partition zoo3"), (28.1, "end partition zoo3"),
+                                    (33, "begin heal"), (33.1, "end heal")]})
+    failures = checked(tmp_path, monkeypatch)["failures"]   # zoo3 only followed
+    assert len(failures) == 1 and failures[0].startswith("sessions: zoo2/watch-1: session lost")
+
+
 def test_a_session_lost_with_a_quorum_is_caught_and_one_cut_off_is_not(tmp_path, monkeypatch):
     clean_history(tmp_path)
     plant(tmp_path, {"zoo3/watch-1.log": [(35, "session lost: ZooKeeper expired it, and its "
