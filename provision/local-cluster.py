@@ -488,6 +488,9 @@ def main(argv=None):
                 "start": cmd_start, "stop": cmd_stop}
     ensemble = Ensemble(args.state_dir, args.ips, args.tick_time)
     handler = handlers.get(args.command, cmd_signal)
+    if args.command == "up":   # it starts what is not running: the end of a kill or stop
+        with recorded(ensemble.state_dir, "up"):
+            return handler(ensemble, args)
     if args.command not in PER_SERVER:
         return handler(ensemble, args)
     args.server = ensemble.server(args.server).name   # `leader` names one server, once

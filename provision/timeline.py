@@ -47,7 +47,10 @@ MODE_STATE = {"leader": "leading", "standalone": "leading", "follower": "followi
               "not serving": "electing", "starting": "electing", "paused": "hanging",
               "down": "down", "halted": "down"}
 # A fault, and the command that repairs it.
-REPAIRS = {"kill": "start", "stop": "start", "pause": "resume", "halt": "up", "partition": "heal"}
+# What ends each fault. `local-cluster.py up` names no server: it starts every
+# one that is not running, so it ends every kill and stop.
+REPAIRS = {"kill": ("start", "up"), "stop": ("start", "up"), "pause": ("resume",),
+           "halt": ("up",), "partition": ("heal",)}
 
 
 # --- reading what was recorded ---------------------------------------------------------------
@@ -117,8 +120,10 @@ def fault_bands(events, end):
             for f in open_faults:
                 if f["done"] is None and (f["verb"], f["machines"]) == (verb, machines):
                     f["done"] = when
-                elif f["stop"] is None and REPAIRS[f["verb"]] == verb and (
-                        verb == "heal" or set(machines) & set(f["machines"])):
+                elif f["stop"] is None and verb in REPAIRS[f["verb"]] and (
+                        verb == "heal" or not machines
+                        or (set(machines) & set(f["machines"])
+                            and (verb != "up" or f["verb"] == "halt"))):
                     f["stop"] = when
     bands = []
     for f in open_faults:

@@ -32,6 +32,18 @@ def plant(folder, files):
             f.writelines(at(*line) for line in lines)
 
 
+def test_a_kill_ends_where_up_brought_the_server_back(tmp_path):
+    """The README brings killed servers back with `local-cluster.py up`, which
+    names no server: the band ends there, not at a later `start`."""
+    events = [(T0 + datetime.timedelta(seconds=s), at(s, text).strip()) for s, text in [
+        (2, "begin kill zoo2"), (2.1, "end kill zoo2"), (18, "begin up"), (18.9, "end up"),
+        (30, "begin kill zoo3"), (30.1, "end kill zoo3"), (35, "begin start zoo3"),
+        (35.8, "end start zoo3")]]
+    bands = timeline.fault_bands(events, T0 + datetime.timedelta(seconds=60))
+    assert [(b.label, (b.stop - b.start).total_seconds()) for b in bands] == [
+        ("kill zoo2", 16.9), ("kill zoo3", 5.8)]
+
+
 def test_planted_faults_and_an_overlap_are_drawn_as_they_happened(tmp_path):
     plant(tmp_path, {
         "modes.log": [(0, "zoo1 leader"), (0, "zoo2 follower"), (0, "zoo3 follower"),
