@@ -38,6 +38,7 @@ from typing import NamedTuple
 from history import Term, message, overlaps, stamp
 from zkensemble import REPO, Parser, UsageError, run_tool, stamp as now_stamp
 
+LABEL_PX = 6.5   # the width of a character of a fault's label, at the page's font size
 STATES = {  # a server's state: its colour, and what the legend calls it
     "leading": ("#1b7f3b", "leading"), "following": ("#8fd18f", "following"),
     "electing": ("#f0a202", "electing (not serving)"), "down": ("#9e9e9e", "down"),
@@ -224,15 +225,19 @@ def draw(data, title):
            f'width="{WIDTH}" height="{height}" {TEXT}>']
     label_ends = [0.0, 0.0]   # two rows of labels, so that neighbours do not overlap
     for start_, stop, label, *_ in data["faults"]:
-        row = 0 if x(start_) >= label_ends[0] else 1
-        label_ends[row] = x(start_) + 3 + 6.5 * len(label) + 6
+        row = min((0, 1), key=lambda r: label_ends[r])
+        # A label with no room in either row is left out (pointing at the
+        # band still names it): an overlapping one could be read as neither.
+        text = ""
+        if x(start_) >= label_ends[row]:
+            label_ends[row] = x(start_) + 3 + LABEL_PX * len(label) + 6
+            text = (f'<text class="fault-label" x="{x(start_) + 3:.1f}" y="{31 + 14 * row}" '
+                    f'fill="#a02010">{html.escape(label)}</text>')
         svg.append(f'<g class="fault"><rect x="{x(start_):.1f}" y="18" '
                    f'width="{max(x(stop) - x(start_), 2):.1f}" height="{height - 18}" '
                    f'fill="#d7301f" fill-opacity="0.10" stroke="#d7301f" stroke-opacity="0.4">'
                    f'<title>{html.escape(label)}: {clock(start_)} to {clock(stop)} '
-                   f'({seconds(stop, start_):.1f} s)</title></rect>'
-                   f'<text x="{x(start_) + 3:.1f}" y="{31 + 14 * row}" fill="#a02010">'
-                   f'{html.escape(label)}</text></g>')
+                   f'({seconds(stop, start_):.1f} s)</title></rect>{text}</g>')
     step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800) if span / s <= 12)
     for t in range(0, int(span) + 1, step):
         tx = LEFT + t * scale
@@ -280,8 +285,9 @@ def draw(data, title):
                f'of two leaders, the longest '
                f'{max(seconds(o[3], o[2]) for o in found) * 1000:.0f} ms</p>' if found else
                '<p class="verdict good">No two electors led at once.</p>')
+    drawn = {state for lane in data["servers"].values() for _, _, state, _ in lane}
     legend = " ".join(f'<span><i style="background:{colour}"></i>{text}</span>'
-                      for colour, text in STATES.values())
+                      for state, (colour, text) in STATES.items() if state in drawn)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>

@@ -9,6 +9,7 @@ drawn to a PNG with headless Chromium, as the README's picture is.
 
 import datetime
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -42,6 +43,30 @@ def test_a_kill_ends_where_up_brought_the_server_back(tmp_path):
     bands = timeline.fault_bands(events, T0 + datetime.timedelta(seconds=60))
     assert [(b.label, (b.stop - b.start).total_seconds()) for b in bands] == [
         ("kill zoo2", 16.9), ("kill zoo3", 5.8)]
+
+
+def test_the_legend_names_only_what_is_drawn_and_fault_labels_never_overlap(tmp_path):
+    """Three faults a second apart: two labels fit, the third is left out
+    (its band still says what it was); no server was cut off, so the legend
+    does not offer "cut off"."""
+    plant(tmp_path, {
+        "modes.log": [(0, "zoo1 leader"), (0, "zoo2 follower"), (0, "zoo3 follower"),
+                      (30, "zoo1 leader")],
+        "events.log": [(10, "begin partition zoo2 zoo3"), (10.05, "end partition zoo2 zoo3"),
+                       (11, "begin kill zoo3"), (11.1, "end kill zoo3"),
+                       (12, "begin pause zoo2"), (12.1, "end pause zoo2"),
+                       (20, "begin heal"), (20.1, "end heal"), (21, "begin start zoo3"),
+                       (21.5, "end start zoo3"), (22, "begin resume zoo2"),
+                       (22.1, "end resume zoo2")]})
+    page = timeline.draw(timeline.gather(str(tmp_path), [], str(tmp_path)), "planted")
+    assert page.count('<g class="fault">') == 3
+    labels = re.findall(r'<text class="fault-label" x="([\d.]+)" y="(\d+)"[^>]*>([^<]*)<', page)
+    assert [text for _, _, text in labels] == ["cut the zoo2-zoo3 link", "kill zoo3"]
+    spans = [(int(y), float(x), float(x) + timeline.LABEL_PX * len(text)) for x, y, text in labels]
+    for a, b in zip(spans, spans[1:]):
+        assert a[0] != b[0] or a[2] <= b[1], labels
+    legend = page[page.index('class="legend"'):]
+    assert "cut off" not in legend and "leading" in legend and "following" in legend
 
 
 def test_planted_faults_and_an_overlap_are_drawn_as_they_happened(tmp_path):
