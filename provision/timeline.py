@@ -154,6 +154,11 @@ def elector_terms(name, lines):
     return terms
 
 
+# How long before the recording began a worker's line still counts as this
+# run's (create-start.py may be started a moment before the recorder).
+RUN_SLACK = datetime.timedelta(seconds=5)
+
+
 def gather(state_dir, logs, run_dir=None):
     """Everything the page draws, from the files a run left. logs: paths,
     each lane named after its file, or {lane name: path}."""
@@ -172,6 +177,13 @@ def gather(state_dir, logs, run_dir=None):
     electors, others = {}, {}
     for name, path in named.items():
         lines = read_lines(path)
+        if path in found:
+            # The workers' folder is shared by every run of create-start.py
+            # (and every checkout): only what this run's workers wrote counts,
+            # and a worker that wrote nothing in it gets no lane.
+            lines = [(w, line) for w, line in lines if start - RUN_SLACK <= w <= end]
+            if not lines:
+                continue
         if any(message(line) == "became leader" or message(line).startswith("following ")
                for _, line in lines) or path in found:
             # Every term, also one begun before the first mode was recorded:
@@ -410,7 +422,13 @@ def main(argv=None):
         print(f"timeline: recording the servers' modes in {shown(folder)}/modes.log; "
               "Ctrl-C to stop and draw", flush=True)
         record(folder, lab)
-    page = draw(gather(folder, args.logs, run_dir), args.title)
+    data = gather(folder, args.logs, run_dir)
+    for path in args.logs:   # a log of another run would draw as an empty lane
+        if not any(data["start"] <= when <= data["end"] for when, _ in read_lines(path)):
+            raise UsageError(f"{path} has no line between {data['start']} and {data['end']} "
+                             f"UTC, the run {shown(folder)}/modes.log recorded: record the run "
+                             "you want drawn (timeline.py record) while it happens")
+    page = draw(data, args.title)
     with open(out, "w") as f:
         f.write(page)
     print(f"timeline: {shown(out)}")

@@ -69,6 +69,30 @@ def test_the_legend_names_only_what_is_drawn_and_fault_labels_never_overlap(tmp_
     assert "cut off" not in legend and "leading" in legend and "following" in legend
 
 
+def test_a_timeline_draws_one_run_only(tmp_path):
+    """The workers' folder is shared by every run: a term an earlier run's
+    worker wrote is not this run's, and a worker that wrote nothing in this
+    run gets no lane. A log given by name that holds no line of the recorded
+    run is one line, not an empty page."""
+    plant(tmp_path, {
+        "modes.log": [(100, "zoo1 leader"), (100, "zoo2 follower"), (100, "zoo3 follower"),
+                      (130, "zoo1 leader")],
+        "worker-1.log": [(10, "staying 5.0 s"), (11, "became leader"), (12, "staying 9.0 s"),
+                         (101, "staying 20.0 s"), (102, "following /zkdemo/node-0000000007")],
+        "worker-2.log": [(20, "staying 5.0 s"), (21, "became leader")],
+        "watch.log": [(30, "watching /zkdemo; Ctrl-C to stop")]})
+    data = timeline.gather(str(tmp_path), [], str(tmp_path))
+    assert list(data["electors"]) == ["worker-1"]
+    assert data["electors"]["worker-1"][0] == []   # its term at 11 s was an earlier run's
+    result = subprocess.run([sys.executable, TIMELINE, "draw", str(tmp_path / "watch.log")],
+                            env=dict(os.environ, ZKDEMO_STATE_DIR=str(tmp_path),
+                                     ZKDEMO_RUN_DIR=str(tmp_path)),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"timeline.py: {tmp_path}/watch.log has no line between ")
+    assert len(result.stderr.splitlines()) == 1
+
+
 def test_planted_faults_and_an_overlap_are_drawn_as_they_happened(tmp_path):
     plant(tmp_path, {
         "modes.log": [(0, "zoo1 leader"), (0, "zoo2 follower"), (0, "zoo3 follower"),
