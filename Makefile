@@ -2,7 +2,7 @@
 #   make setup   Debian's zookeeper package and a .venv with kazoo
 #   make demo    the loopback ensemble at 127.0.10.101-103, then a short tour
 #                ($ZKDEMO_IPS and $ZKDEMO_STATE_DIR put it elsewhere)
-#   make test    the test suite, against ensembles of its own
+#   make test    the test suite, against ensembles of its own (TESTS=... narrows it)
 #   make bench   failover, watch latency, cold start and scale, on an ensemble of its own;
 #                as root, also the lab's and the VMs' memory and timings
 #                (BENCH_ONLY=lab,vms runs only the steps named)
@@ -41,8 +41,11 @@ demo: setup
 down:
 	$(CLUSTER) down
 
+# TESTS narrows the run as pytest's own arguments do: TESTS="tests/test_lab.py -k partition"
+TESTS ?= tests
+
 test: test-setup
-	$(VENV)/bin/python -m pytest tests
+	$(VENV)/bin/python -m pytest $(TESTS)
 
 bench: setup
 	$(VENV)/bin/python tests/bench.py
