@@ -219,8 +219,14 @@ def stopped_at(command, starts, stop, timeout=300, **kwargs):
         said.append(process.communicate(timeout=timeout)[0])
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            # The suite itself was stopped, or the command outlived its time:
+            # SIGTERM first, so that it takes down what it made (a lab, say).
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
     output = "".join(said)
     assert any(line.startswith(starts) for line in said), f"never printed {starts!r}:\n{output}"
     return process.returncode, output
