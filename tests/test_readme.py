@@ -26,6 +26,7 @@ addresses: tests/test_lab.py runs them inside the lab's machines), and
 `make test` (this is it).
 """
 
+import contextlib
 import datetime
 import os
 import re
@@ -34,6 +35,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -395,34 +397,51 @@ def reads(lines):
     return found
 
 
-def run_lab_block(body, names):
-    """Run one of the section's ```sh blocks as printed, with machine names
-    swapped as the README says to (`names`): readers (the commands run "in a
-    ... terminal") in the background. Returns the readers, what the other
-    commands printed, when the cut was made, and the znode create.py made."""
-    from test_lab import ENV, LAB_PY
-    readers, output, cut, made = [], "", None, None
-    swap = lambda word: names.get(word, word)   # noqa: E731
-    for line in body.splitlines():
-        command, _, comment = line.partition("  #")
-        words = [re.sub(r"zoo\d", lambda m: swap(m.group(0)), w) for w in command.split()]
-        assert words[:2] == ["python3", "provision/lab.py"], line
-        argv = [sys.executable, LAB_PY, *words[2:]]
-        if "terminal" in comment:
-            reader = OutputProcess(argv, env=ENV)
-            readers.append(reader)
-            reader.wait_for(lambda m: m.startswith("/zkdemo "), 60, what="a first read")
-            continue
-        result = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=120,
-                                stdin=subprocess.DEVNULL)
-        assert result.returncode == 0, result.stdout + result.stderr
-        output += result.stdout + result.stderr
-        if words[2] == "partition":
-            cut = utc_now()
-        if "scripts/create.py" in command:
-            found = re.search(r"^(\S+ \S+) created (/zkdemo/node-\d+)$", result.stdout, re.M)
-            made = (stamp(found.group(0)), found.group(2))
-    return readers, output, cut, made
+def swapped(text, names):
+    """Machine names swapped as the README says to (`names`: zooN -> zooM)."""
+    return re.sub(r"zoo\d", lambda m: names.get(m.group(0), m.group(0)), text)
+
+
+def stale_reads(lines, written, path):
+    """When get.py's reads, after `path` was written, did not list it."""
+    return [t for t, listing in reads(lines) if t > written and path not in listing]
+
+
+@contextlib.contextmanager
+def lab_block(body, names):
+    """Run one of the section's ```sh blocks as printed, machine names swapped
+    by `names`: readers (the commands run "in a ... terminal") in the
+    background. Gives the readers, what the other commands printed, when the
+    cut was made, and (when, path) of the znode create.py made; stops the
+    readers and heals the lab however the block ends."""
+    from test_lab import ENV, LAB_PY, lab
+    run = types.SimpleNamespace(readers=[], output="", cut=None, made=None)
+    try:
+        for line in body.splitlines():
+            command, _, comment = line.partition("  #")
+            words = swapped(command, names).split()
+            assert words[:2] == ["python3", "provision/lab.py"], line
+            argv = [sys.executable, LAB_PY, *words[2:]]
+            if "terminal" in comment:
+                reader = OutputProcess(argv, env=ENV)
+                run.readers.append(reader)
+                reader.wait_for(lambda m: m.startswith("/zkdemo "), 60, what="a first read")
+                continue
+            result = subprocess.run(argv, env=ENV, capture_output=True, text=True,
+                                    timeout=120, stdin=subprocess.DEVNULL)
+            assert result.returncode == 0, result.stdout + result.stderr
+            run.output += result.stdout + result.stderr
+            if words[2] == "partition":
+                run.cut = utc_now()
+            if "scripts/create.py" in command:
+                found = re.search(r"^(\S+ \S+) created (/zkdemo/node-\d+)$", result.stdout,
+                                  re.M)
+                run.made = (stamp(found.group(0)), found.group(2))
+        yield run
+    finally:
+        for reader in run.readers:
+            reader.stop(signal.SIGINT)
+        lab("heal", check=False)
 
 
 def stale_section():
@@ -442,22 +461,16 @@ def test_the_readmes_stale_read_happens_in_the_lab(lab_machines):
         lab("halt", "zoo1")
         lab("up", "zoo1")
     assert zk_leader() != "zoo1"
-    readers = []
-    try:
-        readers, output, cut, (written, path) = run_lab_block(body, {})
-        assert not missing(expected.splitlines(), output), output
-        plain, synced = readers
-        for reader in readers:   # both back after the heal, in whatever session
+    with lab_block(body, {}) as run:
+        assert not missing(expected.splitlines(), run.output), run.output
+        plain, synced = run.readers
+        for reader in run.readers:   # both back after the heal, in whatever session
             reader.wait_for(lambda m: m.startswith("reconnected"), 60, what="a reconnect")
-    finally:
-        for reader in readers:
-            reader.stop(signal.SIGINT)
-        lab("heal", check=False)
-    stale = [t for t, listing in reads(plain.lines) if t > written and path not in listing]
-    assert stale, f"no stale read after {path} was written:\n" + "\n".join(plain.lines)
-    assert not [t for t, listing in reads(synced.lines) if t > written and path not in listing], \
-        "\n".join(synced.lines)
-    assert any("no answer: the connection went" in line and stamp(line) > cut
+    written, path = run.made
+    assert stale_reads(plain.lines, written, path), \
+        f"no stale read after {path} was written:\n" + "\n".join(plain.lines)
+    assert not stale_reads(synced.lines, written, path), "\n".join(synced.lines)
+    assert any("no answer: the connection went" in line and stamp(line) > run.cut
                for line in synced.lines), "\n".join(synced.lines)
     assert not any("Traceback" in line for line in plain.lines + synced.lines)
 
@@ -467,25 +480,18 @@ def test_the_readmes_synced_read_through_a_cut_off_leader_is_stale(lab_machines)
     in zoo3's place: a --sync reader on the cut-off leader goes on listing
     its old copy after the majority, which elected a new leader, has
     committed a znode; after the heal it is back."""
-    from test_lab import lab, zk_leader
+    from test_lab import zk_leader
     blocks = re.findall(r"```sh\n(.*?)```\n\s*```text\n(.*?)```\n", stale_section(), re.S)
     body, expected = blocks[1]
     leader = zk_leader()
     assert leader, "no machine leads"
     names = {"zoo3": leader, leader: "zoo3"}   # "swap its name with zoo3's"
-    readers = []
-    try:
-        readers, output, cut, (written, path) = run_lab_block(body, names)
-        swapped = [re.sub(r"zoo\d", lambda m: names.get(m.group(0), m.group(0)), line)
-                   for line in expected.splitlines()]
-        assert not missing(swapped, output), output
-        synced, = readers
+    with lab_block(body, names) as run:
+        assert not missing(swapped(expected, names).splitlines(), run.output), run.output
+        synced, = run.readers
         synced.wait_for(lambda m: m.startswith("reconnected"), 90, what="a reconnect")
-    finally:
-        for reader in readers:
-            reader.stop(signal.SIGINT)
-        lab("heal", check=False)
-    stale = [t for t, listing in reads(synced.lines) if t > written and path not in listing]
-    assert stale, f"no stale synced read after {path} was written at {written}:\n" + \
+    written, path = run.made
+    assert stale_reads(synced.lines, written, path), \
+        f"no stale synced read after {path} was written at {written}:\n" + \
         "\n".join(synced.lines)
     assert not any("Traceback" in line for line in synced.lines)
