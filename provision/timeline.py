@@ -121,10 +121,11 @@ def fault_bands(events, end):
             for f in open_faults:
                 if f["done"] is None and (f["verb"], f["machines"]) == (verb, machines):
                     f["done"] = when
+                # A repair naming no machine (heal, local-cluster.py up) ends
+                # every fault it repairs; lab.py's `up zooN` only a halt.
                 elif f["stop"] is None and verb in REPAIRS[f["verb"]] and (
-                        verb == "heal" or not machines
-                        or (set(machines) & set(f["machines"])
-                            and (verb != "up" or f["verb"] == "halt"))):
+                        not machines or (set(machines) & set(f["machines"])
+                                         and (verb != "up" or f["verb"] == "halt"))):
                     f["stop"] = when
     bands = []
     for f in open_faults:

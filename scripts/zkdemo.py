@@ -50,7 +50,7 @@ __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeErro
            "NodeExistsError", "UserError", "log", "make_parser", "positive_number", "connect",
            "disconnect", "client_address", "ensure_root", "in_sequence", "run",
            "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl",
-           "run_dir", "open_private", "check_source", "proc_stat", "worker_records", "still_ours", "group_alive",
+           "run_dir", "open_private", "check_source", "proc_stat", "worker_records", "still_ours",
            "stop_groups", "signals_held", "ELECTION_PREFIX", "elector_sequence",
            "electors", "data_text", "list_root", "refused", "session_timeout",
            "new_session_sent", "ConnectionLoss", "utc_now"]
@@ -276,14 +276,12 @@ def connect(args, session_timeout=10.0, on_state=None, on_client=None):
     zk.add_listener(listener)
     zk.zkdemo_listener = listener
     servers = len(set(args.hosts.split(",")))
-    started, deadline = zk.start_async(), time.monotonic() + args.timeout
-    while not started.wait(timeout=max(0.0, min(0.1, deadline - time.monotonic()))):
-        if time.monotonic() >= deadline:
-            break
+    began, started = time.monotonic(), zk.start_async()
+    while not started.wait(timeout=0.1) and (waited := time.monotonic() - began) < args.timeout:
         # Every server refused the connection: nothing listens there, and
         # waiting the whole --timeout would not change that.
         if len(handler.refused) >= servers and not handler.reached and \
-                time.monotonic() >= deadline - args.timeout + min(1.0, args.timeout / 2):
+                waited >= min(1.0, args.timeout / 2):
             zk.remove_listener(listener)
             raise UserError(f"nothing listens at {args.hosts} (every connection refused)"
                             f"{start_hint(args.hosts) or '; is ZooKeeper running there?'}")
