@@ -236,21 +236,34 @@ def draw(data, title):
     height = y + 10
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
            f'width="{WIDTH}" height="{height}" {TEXT}>']
-    label_ends = [0.0, 0.0]   # two rows of labels, so that neighbours do not overlap
-    for start_, stop, label, *_ in data["faults"]:
-        row = min((0, 1), key=lambda r: label_ends[r])
-        # A label with no room in either row is left out (pointing at the
-        # band still names it): an overlapping one could be read as neither.
+    # Two rows above the lanes: each fault gets a strip with its label in a
+    # row free at its start. A fault with no free row is drawn all the same,
+    # its label left out (pointing at it names it): a label over another
+    # could be read as neither.
+    row_ends = [0.0, 0.0]
+    server_tops = {name: top for kind, name, _, top in rows if kind == "server"}
+    for start_, stop, label, _, machines, _ in data["faults"]:
+        left, right = x(start_), max(x(stop), x(start_) + 2)
+        free = [r for r in (0, 1) if row_ends[r] <= left]
+        row = free[0] if free else min((0, 1), key=lambda r: row_ends[r])
         text = ""
-        if x(start_) >= label_ends[row]:
-            label_ends[row] = x(start_) + 3 + LABEL_PX * len(label) + 6
-            text = (f'<text class="fault-label" x="{x(start_) + 3:.1f}" y="{31 + 14 * row}" '
+        if free:
+            row_ends[row] = left + 3 + LABEL_PX * len(label) + 6
+            text = (f'<text class="fault-label" x="{left + 3:.1f}" y="{30 + 14 * row}" '
                     f'fill="#a02010">{html.escape(label)}</text>')
-        svg.append(f'<g class="fault"><rect x="{x(start_):.1f}" y="18" '
-                   f'width="{max(x(stop) - x(start_), 2):.1f}" height="{height - 18}" '
-                   f'fill="#d7301f" fill-opacity="0.10" stroke="#d7301f" stroke-opacity="0.4">'
-                   f'<title>{html.escape(label)}: {clock(start_)} to {clock(stop)} '
-                   f'({seconds(stop, start_):.1f} s)</title></rect>{text}</g>')
+        row_ends[row] = max(row_ends[row], right)
+        # Below the strip it shades only the lanes of the servers it hit, so
+        # that faults at the same time on other servers stay apart; one
+        # naming no server drawn here shades the page.
+        tip = (f'<title>{html.escape(label)}: {clock(start_)} to {clock(stop)} '
+               f'({seconds(stop, start_):.1f} s)</title>')
+        hit = [server_tops[m] for m in machines if m in server_tops]
+        spans = [(19 + 14 * row, 14)] + ([(top - 2, 24) for top in hit] if hit
+                                         else [(47, height - 47)])
+        svg.append('<g class="fault">' + "".join(
+            f'<rect x="{left:.1f}" y="{top}" width="{right - left:.1f}" height="{tall}" '
+            f'fill="#d7301f" fill-opacity="0.12" stroke="#d7301f" stroke-opacity="0.4">'
+            f'{tip}</rect>' for top, tall in spans) + f'{text}</g>')
     step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800) if span / s <= 12)
     for t in range(0, int(span) + 1, step):
         tx = LEFT + t * scale

@@ -47,8 +47,8 @@ def test_a_kill_ends_where_up_brought_the_server_back(tmp_path):
 
 def test_the_legend_names_only_what_is_drawn_and_fault_labels_never_overlap(tmp_path):
     """Three faults a second apart: two labels fit, the third is left out
-    (its band still says what it was); no server was cut off, so the legend
-    does not offer "cut off"."""
+    (its band still says what it was), and each shades only the lanes of the
+    servers it hit; no server was cut off, so the legend does not offer "cut off"."""
     plant(tmp_path, {
         "modes.log": [(0, "zoo1 leader"), (0, "zoo2 follower"), (0, "zoo3 follower"),
                       (30, "zoo1 leader")],
@@ -65,6 +65,12 @@ def test_the_legend_names_only_what_is_drawn_and_fault_labels_never_overlap(tmp_
     spans = [(int(y), float(x), float(x) + timeline.LABEL_PX * len(text)) for x, y, text in labels]
     for a, b in zip(spans, spans[1:]):
         assert a[0] != b[0] or a[2] <= b[1], labels
+    # No fault hit zoo1: its lane is not shaded, though all three overlap in time.
+    zoo1 = int(re.search(r'<rect class="state" data-state="\w+" x="[\d.]+" y="(\d+)"', page)[1])
+    for group in re.findall(r'<g class="fault">(.*?)</g>', page):
+        for y, tall in re.findall(r'<rect x="[\d.]+" y="(\d+)" width="[\d.]+" height="(\d+)"',
+                                  group):
+            assert int(y) + int(tall) <= zoo1 or int(y) >= zoo1 + 20, group
     legend = page[page.index('class="legend"'):]
     assert "cut off" not in legend and "leading" in legend and "following" in legend
 
