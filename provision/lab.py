@@ -41,6 +41,7 @@ names the lab (default zkdemo); the tests use one of their own.
 
 import argparse
 import contextlib
+import fcntl
 import glob
 import hashlib
 import json
@@ -192,10 +193,29 @@ def host_mirror():
     return "http://deb.debian.org/debian"
 
 
+@contextlib.contextmanager
+def building(what):
+    """One build of a cached `what` at a time: a second lab, or the VMs,
+    started meanwhile waits for the first to finish, then uses what it made."""
+    os.makedirs(CACHE, exist_ok=True)
+    with open(os.path.join(CACHE, f".{what}.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"another run is making the {what} in {CACHE}: waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def base_root():
     """The cached root for this requirements.txt and package list: made once,
     with debootstrap, apt and pip, in this machine's own namespace (which
     reaches the package registries); never started, so nothing in it runs."""
+    with building("root"):
+        return make_base_root()
+
+
+def make_base_root():
     with open(os.path.join(REPO, "requirements.txt"), "rb") as f:
         key = hashlib.sha256(f.read() + " ".join(PACKAGES).encode()).hexdigest()[:12]
     base = os.path.join(CACHE, f"{SUITE}-{key}")

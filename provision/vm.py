@@ -141,6 +141,11 @@ def box_path():
 def cmd_box(args):
     need_tools()
     base, box = box_path()
+    with lab.building("box"):
+        return make_box(base, box)
+
+
+def make_box(base, box):
     if os.path.exists(box):
         say(f"box ready: {box}")
         return 0

@@ -250,3 +250,30 @@ def test_provisioner_installs_zookeeper_and_a_second_run_changes_nothing(chroot)
         "zoo1: ZooKeeper answers on port 2181: standalone",
     ]
     assert chroot.zookeeper_pid() == pid
+
+
+def test_two_runs_make_the_cached_root_one_at_a_time(tmp_path):
+    """Two labs (or a lab and the VMs) started together on a new machine:
+    the second waits, and says so, while the first makes the Debian root."""
+    holder = ("import sys, lab\nwith lab.building('root'):\n"
+              "    print('making', flush=True); sys.stdin.read()\nprint('done', flush=True)")
+    env = dict(os.environ, ZKDEMO_LAB_CACHE=str(tmp_path),
+               PYTHONPATH=os.path.join(REPO, "provision"))
+    runs = []
+    try:
+        for _ in range(2):   # the second starts once the first is making it
+            runs.append(subprocess.Popen([sys.executable, "-c", holder], env=env, text=True,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT))
+            if len(runs) == 1:
+                assert runs[0].stdout.readline() == "making\n"
+        assert "another run is making the root" in runs[1].stdout.readline()
+        runs[0].stdin.close()   # the first is done: the second makes (uses) it only now
+        assert runs[0].stdout.readline() == "done\n"
+        assert runs[1].stdout.readline() == "making\n"
+        runs[1].stdin.close()
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+            run.wait()
