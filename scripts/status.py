@@ -137,7 +137,8 @@ def report(args):
         silent = ", ".join(a for a, v in zip(addresses, views) if v is None)
         log(f"no leader answers: followers still follow a leader this client cannot reach "
             f"(cut off, hanging or down: {silent}); writes may not go through, and if the "
-            f"followers have lost it too they elect another after syncLimit ticks ({counts})")
+            f"followers have lost it too they elect another about syncLimit ticks after they "
+            f"last heard from it ({counts})")
     elif serving:
         log(f"quorum unknown: followers answer, but their leader is not in --hosts; "
             f"give every server to check ({counts})")
