@@ -8,9 +8,11 @@ $ZKDEMO_IPS and $ZKDEMO_STATE_DIR, so a demo ensemble is never touched.
 
 What each command must do:
 - exit 0, unless its comment says it is refused or exits 1;
-- when a ```text block follows its ```sh block directly, every line shown
-  there must appear in what the block's commands printed, in shape: times,
-  numbers, pids, paths under /tmp, and leader/follower may differ.
+- when a ```text block follows its ```sh block directly, it shows what the
+  block's commands printed (unshown()): every line shown appears in the real
+  output, in the same order, and every real line not shown stands where the
+  README has a `...` line. Lines are compared in shape: times, numbers, pids,
+  paths under /tmp, and leader/follower may differ.
 A command whose comment says "in a second (third...) terminal" runs in the background
 until the end, and its output is checked against its block then. A read-only
 command (get.py, status.py) is retried, within a deadline, until the state it
@@ -102,9 +104,59 @@ def shape(line):
     return " ".join(line.split())
 
 
-def missing(expected, output):
-    shapes = {shape(line) for line in output.splitlines()}
-    return [line for line in expected if line.strip() != "..." and shape(line) not in shapes]
+def unshown(expected, output):
+    """Why `output` is not what the README shows as `expected`, or None if it is.
+
+    The lines shown must appear in the real output in the same order, each
+    matching one real line in shape (see shape()), and a real line that is not
+    shown may stand only where the README has a `...` line: `...` stands for
+    any number of lines, none included."""
+    pattern = servers_together([line for line in expected if line.strip()])
+    lines = servers_together([line for line in output.splitlines() if line.strip()])
+    # reach[i][j]: the first i lines shown account for the first j real lines.
+    reach = [[False] * (len(lines) + 1) for _ in range(len(pattern) + 1)]
+    reach[0][0] = True
+    for i, shown in enumerate(pattern):
+        for j in range(len(lines) + 1):
+            if not reach[i][j]:
+                continue
+            if shown is None:
+                for k in range(j, len(lines) + 1):
+                    reach[i + 1][k] = True
+            elif j < len(lines) and lines[j] == shown:
+                reach[i + 1][j + 1] = True
+    if reach[len(pattern)][len(lines)]:
+        return None
+    got = max(i for i in range(len(pattern) + 1) if any(reach[i]))
+    at = max(j for j in range(len(lines) + 1) if reach[got][j])
+    if got == len(pattern):
+        return (f"it printed lines the README does not show, with no `...` for them: "
+                f"{lines[at:at + 3]}")
+    if at == len(lines):
+        return f"it never printed {pattern[got]!r}"
+    return f"where the README shows {pattern[got]!r}, it printed {lines[at]!r}"
+
+
+# status.py's line for one server: its time, then the server's address.
+SERVER_LINE = re.compile(TIMESTAMP + r"\d+\.\d+\.\d+\.\d+:\d+ ")
+
+
+def servers_together(lines):
+    """Lines as shapes, `...` as None, and status.py's lines (one per server,
+    in address order) as one unordered item: which address leads, follows or
+    is down differs from run to run."""
+    merged = []
+    for line in lines:
+        if line.strip() == "...":
+            merged.append(None)
+        elif SERVER_LINE.match(line):
+            if merged and isinstance(merged[-1], tuple):
+                merged[-1] = tuple(sorted(merged[-1] + (shape(line),)))
+            else:
+                merged.append((shape(line),))
+        else:
+            merged.append(shape(line))
+    return merged
 
 
 def localize(command):
@@ -151,12 +203,13 @@ class Reader:
         env = dict(self.env, ZKDEMO_PASSWORD=typed.group(1)) if typed else self.env
         deadline = time.monotonic() + 60
         while True:
+            # One stream, as a terminal shows both in the order they came.
             result = subprocess.run(["bash", "-c", command], cwd=REPO, env=env,
-                                    capture_output=True, text=True, timeout=300,
-                                    stdin=subprocess.DEVNULL)
-            output = result.stdout + result.stderr
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, timeout=300, stdin=subprocess.DEVNULL)
+            output = result.stdout
             ok = (result.returncode != 0) == should_fail
-            settled = ok and not (expected and missing(expected, before + output)) and \
+            settled = ok and not (expected and unshown(expected, before + output)) and \
                 "Traceback" not in output
             if settled or not last or not any(r in command for r in READ_ONLY) \
                     or time.monotonic() > deadline:
@@ -179,8 +232,10 @@ class Reader:
             assert process.returncode == done, f"`{command}` exited {process.returncode}"
             assert "Traceback" not in output, f"`{command}`:\n{output}"
             if expected:
-                assert not missing(expected, output), (
-                    f"`{command}` never printed {missing(expected, output)}:\n{output}")
+                # A terminal left running shows the whole tutorial's worth: the
+                # README shows its first lines, and `...` for the rest.
+                assert not unshown(expected, output), (
+                    f"`{command}`: {unshown(expected, output)}:\n{output}")
 
 
 @pytest.fixture
@@ -213,9 +268,33 @@ def test_every_loopback_command_in_the_readme_works(reader):
             output += reader.run(command, expected, output, last=number == len(commands) - 1)
         background = any(BESIDE.search(c.partition("#")[2]) for c in commands)
         if expected and not background:
-            assert not missing(expected, output), (
-                f"{commands} never printed {missing(expected, output)}:\n{output}")
+            assert not unshown(expected, output), (
+                f"{commands}: {unshown(expected, output)}:\n{output}")
     reader.stop_background()
+
+
+def test_an_output_block_must_show_what_was_printed():
+    """unshown(): the lines shown, in order, and `...` wherever a real line is not shown."""
+    printed = "12:00:00.001 staying 3.0 s\n12:00:00.010 created /zkdemo/node-0000000033\n" \
+              "12:00:00.012 became leader\n12:00:03.001 time is up\n"
+    shown = ["11:20:02.114 staying 3.0 s", "11:20:02.120 created /zkdemo/node-0000000007",
+             "11:20:02.122 became leader", "11:20:05.001 time is up"]
+    assert unshown(shown, printed) is None
+    assert unshown(shown[:1] + ["..."], printed) is None
+    assert unshown(["...", shown[2], "..."], printed) is None
+    # Planted: a line left out without `...`, one out of order, one never printed.
+    assert "does not show" in unshown(shown[:3], printed)
+    assert "never printed" not in unshown([shown[0], shown[2], shown[1], "..."], printed)
+    assert unshown([shown[0], shown[2], shown[1], "..."], printed)
+    assert "never printed 'no longer ROLE'" in unshown(shown + ["no longer leader"], printed)
+    assert unshown([shown[0], shown[2], "..."], printed).startswith("where the README shows")
+    # status.py's server lines stand together, in any order; one left out is caught.
+    status = "\n".join(f"2026-12-03 09:26:25.522 {line}" for line in (
+        "127.0.10.101:2181  down", "127.0.10.102:2181  leader  zxid 0x200000000",
+        "127.0.10.103:2181  follower  zxid 0x200000000", "quorum: 127.0.10.102:2181 leads"))
+    assert unshown([line for line in reversed(status.splitlines()[:3])]
+                   + status.splitlines()[3:], status) is None
+    assert unshown(status.splitlines()[1:], status)
 
 
 def test_the_readme_shows_each_script_and_the_vm_commands():
@@ -291,7 +370,7 @@ def test_the_exercises_show_what_they_say(reader):
                     result = subprocess.run(["bash", "-c", "\n".join(commands)], cwd=REPO,
                                             env=reader.env, capture_output=True, text=True,
                                             timeout=120, stdin=subprocess.DEVNULL)
-                    return not missing(expected, result.stdout) and result.stdout
+                    return not unshown(expected, result.stdout) and result.stdout
                 transcript += wait_until(deleted, 90, interval=0.5, what="the leader's znode deleted")
             else:
                 output = ""
@@ -299,14 +378,16 @@ def test_the_exercises_show_what_they_say(reader):
                     output += reader.run(fill_in(command, transcript + output, reader),
                                          expected, output, last=n == len(step[1]) - 1)
                 transcript += output
-                assert not (expected and missing(expected, output)), (
-                    f"{step[1]} never printed {missing(expected, output)}:\n{output}")
+                assert not (expected and unshown(expected, output)), (
+                    f"{step[1]}: {unshown(expected, output)}:\n{output}")
             if watched:
+                # watch.py's terminal holds the earlier exercises too.
+                watched = ["...", *watched]
                 try:
-                    wait_until(lambda: not missing(watched, "\n".join(watch.lines)), 30)
+                    wait_until(lambda: not unshown(watched, "\n".join(watch.lines)), 30)
                 except AssertionError:
-                    raise AssertionError(f"watch.py never printed {watched}:\n"
-                                         + "\n".join(watch.lines)) from None
+                    said = "\n".join(watch.lines)
+                    raise AssertionError(f"watch.py: {unshown(watched, said)}:\n{said}") from None
         assert reader.server, "exercise 3 killed no server"
     finally:
         code = watch.stop(signal.SIGINT)
@@ -462,7 +543,7 @@ def test_the_readmes_stale_read_happens_in_the_lab(lab_machines):
         lab("up", "zoo1")
     assert zk_leader() != "zoo1"
     with lab_block(body, {}) as run:
-        assert not missing(expected.splitlines(), run.output), run.output
+        assert not unshown(expected.splitlines(), run.output), run.output
         plain, synced = run.readers
         for reader in run.readers:   # both back after the heal, in whatever session
             reader.wait_for(lambda m: m.startswith("reconnected"), 60, what="a reconnect")
@@ -487,7 +568,7 @@ def test_the_readmes_synced_read_through_a_cut_off_leader_is_stale(lab_machines)
     assert leader, "no machine leads"
     names = {"zoo3": leader, leader: "zoo3"}   # "swap its name with zoo3's"
     with lab_block(body, names) as run:
-        assert not missing(swapped(expected, names).splitlines(), run.output), run.output
+        assert not unshown(swapped(expected, names).splitlines(), run.output), run.output
         synced, = run.readers
         synced.wait_for(lambda m: m.startswith("reconnected"), 90, what="a reconnect")
     written, path = run.made
