@@ -2,7 +2,8 @@
 #   make setup   Debian's zookeeper package and a .venv with kazoo
 #   make demo    the loopback ensemble at 127.0.10.101-103, then a short tour
 #                ($ZKDEMO_IPS and $ZKDEMO_STATE_DIR put it elsewhere)
-#   make test    the test suite, against ensembles of its own (TESTS=... narrows it)
+#   make test    the test suite, against ensembles of its own (TESTS=... narrows it,
+#                JOBS=N sets how many files run at once)
 #   make bench   failover, watch latency, cold start and scale, on an ensemble of its own;
 #                as root, also the lab's and the VMs' memory and timings
 #                (BENCH_ONLY=lab,vms runs only the steps named)
@@ -41,11 +42,14 @@ demo: setup
 down:
 	$(CLUSTER) down
 
-# TESTS narrows the run as pytest's own arguments do: TESTS="tests/test_lab.py -k partition"
+# TESTS narrows the run as pytest's own arguments do: TESTS="tests/test_lab.py -k partition".
+# The files run on JOBS workers at once, longest first (JOBS=0: one process, in order):
+# most of the suite waits on timers (sessions, elections, VMs booting), not on the CPU.
 TESTS ?= tests
+JOBS ?= 3
 
 test: test-setup
-	$(VENV)/bin/python -m pytest $(TESTS)
+	$(VENV)/bin/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder $(TESTS)
 
 bench: setup
 	$(VENV)/bin/python tests/bench.py

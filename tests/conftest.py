@@ -5,9 +5,10 @@ theirs through provision/local-cluster.py, as a user would, on 127.0.77.x
 (shared by the tests that leave it as they found it) and 127.0.78.x (a fresh
 one for tests that kill, stop or pause servers). A short tickTime keeps session
 expiry quick. $ZKDEMO_TEST_NET=127.5 moves the ranges to 127.5.77.x and on,
-for a second checkout tested beside the first. Every ensemble is stopped at the end of the run, also when a test
-fails or the run is interrupted; one left behind by a killed run is stopped
-before the next run starts its own.
+for a second checkout tested beside the first; each pytest-xdist worker of a
+run takes the next second octet (gw1: 127.1.77.x). Every ensemble is stopped
+at the end of the run, also when a test fails or the run is interrupted; one
+left behind by a killed run is stopped before the next run starts its own.
 """
 
 import collections
@@ -29,7 +30,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # provision/history.py (the checkers) and provision/timeline.py are imported by the tests.
 sys.path.insert(0, os.path.join(REPO, "provision"))
 CLUSTER = os.path.join(REPO, "provision", "local-cluster.py")
-STATE_ROOT = os.path.join(REPO, ".zkdemo", "tests")
+# `make test` runs the suite in several pytest processes at once (pytest-xdist:
+# workers gw0, gw1, ...). Each is a run of its own: a folder for its
+# ensembles' state, loopback ranges and a lab name of its own (WORKER).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_NUMBER = int(WORKER[2:]) if WORKER.startswith("gw") else 0
+STATE_ROOT = os.path.join(REPO, ".zkdemo", f"tests-{WORKER}" if WORKER else "tests")
 TICK_MS = 200
 
 
@@ -38,8 +44,10 @@ def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 # The first two octets of the tests' loopback ranges (NET.77.x, NET.78.x, NET.79.x):
-# two checkouts tested at once on one machine each need their own.
-NET = os.environ.get("ZKDEMO_TEST_NET", "127.0")
+# two checkouts tested at once on one machine each need their own, and so
+# does each worker of one run (127.0, 127.1, ... from $ZKDEMO_TEST_NET on).
+_FIRST = os.environ.get("ZKDEMO_TEST_NET", "127.0")
+NET = f"127.{int(_FIRST.split('.')[1]) + WORKER_NUMBER}"
 
 # A user's demo settings must not steer the tests to the demo ensemble.
 for variable in ("ZKDEMO_HOSTS", "ZKDEMO_IPS", "ZKDEMO_STATE_DIR", "ZKDEMO_RUN_DIR",
@@ -158,8 +166,57 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped under CI=true, which allows no skip: {reason}"
 
 
+_INTERRUPTED = []
+
+
 def _interrupt(signum, frame):
+    # Once: a worker told twice (Ctrl-C reaches it from the terminal and from
+    # the run that started it) must not break off the teardown the first began.
+    if not _INTERRUPTED:
+        _INTERRUPTED.append(signum)
+        raise KeyboardInterrupt
+
+
+def _workers():
+    """The pids of this run's pytest-xdist workers: the children of this process
+    that run Python (execnet starts each as `python -c ...`)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                found.append(int(pid))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def _interrupt_workers(signum, frame):
+    """The run that started the workers, stopped: each worker is told (if
+    the signal did not reach it too) and takes down what its tests made."""
+    if _INTERRUPTED:
+        return
+    _INTERRUPTED.append(signum)
+    for pid in _workers():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     raise KeyboardInterrupt
+
+
+# The files that take longest, first: with workers, each starts on a worker of
+# its own while the rest of the suite fills the others. (`make test` sends
+# whole files to workers, for their module fixtures: a lab, the VMs.)
+LONGEST_FIRST = ["test_vms.py", "test_chaos.py", "test_lab.py", "test_quorum_edges.py",
+                 "test_readme.py", "test_provision.py", "test_scripts.py", "test_faults.py"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if getattr(config.option, "numprocesses", None) or WORKER:
+        def rank(item):
+            name = item.path.name
+            return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+        items.sort(key=rank)   # stable: the order within a file stays
 
 
 _CONFIG = []
@@ -167,9 +224,18 @@ _CONFIG = []
 
 def pytest_configure(config):
     # A CI timeout sends SIGTERM, a closed terminal SIGHUP: turn each into
-    # Ctrl-C, so fixtures still tear down.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    # Ctrl-C, so fixtures still tear down. With workers, the run that started
+    # them passes any of the three on and waits for them.
+    if getattr(config.option, "numprocesses", None) and not WORKER:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt_workers)
+        # pytest-xdist kills a worker 10 s after it asks it to end: not time
+        # enough to take down a lab or the VMs. They get 5 minutes.
+        from xdist.workermanage import NodeManager
+        NodeManager.EXIT_TIMEOUT = 300
+    else:
+        for sig in (signal.SIGTERM, signal.SIGHUP) + ((signal.SIGINT,) if WORKER else ()):
+            signal.signal(sig, _interrupt)
     _CONFIG.append(config)
 
 

@@ -20,11 +20,12 @@ import time
 
 import pytest
 
-from conftest import REPO, OutputProcess, removed_leftovers, require, wait_until, utc_now
+from conftest import (REPO, WORKER_NUMBER, OutputProcess, removed_leftovers, require, wait_until,
+                      utc_now)
 from history import check, leading
 from test_readme import unshown, sh_blocks, swapped, vm_command
 
-LAB_NAME = "zkdtest"
+LAB_NAME = f"zkdtest{WORKER_NUMBER or ''}"   # a lab for each worker of the run
 LAB_PY = os.path.join(REPO, "provision", "lab.py")
 ENV = dict(os.environ, ZKDEMO_LAB=LAB_NAME)
 MACHINES = ("zoo1", "zoo2", "zoo3")
