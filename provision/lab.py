@@ -470,8 +470,11 @@ def pick(names):
 # --- the network checks ---------------------------------------------------------------
 
 def lab_namespaces():
+    """The lab's namespaces that exist: its switch's and its machines', by
+    their names only (another lab's, or vm.py's zkdtest-vm, may begin alike)."""
+    ours = {SWITCH} | {f"{LAB}-{machine.name}" for machine in machines()}
     listed = run("ip", "netns", "list").stdout.split("\n")
-    return [line.split()[0] for line in listed if line.startswith(f"{LAB}-")]
+    return [line.split()[0] for line in listed if line and line.split()[0] in ours]
 
 
 def check_isolated():
