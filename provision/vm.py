@@ -38,6 +38,7 @@ qemu-system-x86, qemu-utils, dnsmasq-base and rsync (`make test-setup`).
 """
 
 import argparse
+import contextlib
 import glob
 import hashlib
 import inspect
@@ -432,6 +433,16 @@ def remove():
                             15, 0.2):
                 break
         run("ip", "netns", "delete", NAME, check=False)
+    # A qemu whose namespace went from under it (deleted by hand, or by an
+    # older lab.py that took every namespace beginning with its name) runs on:
+    # it is found by the disk and kernel of ours in its command line.
+    strays = [pid for pid in processes_naming(STATE) if pid != os.getpid()]
+    if strays:
+        removed.append(f"{len(strays)} processes outside it")
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        lab.wait_for(lambda: not processes_naming(STATE), 15, 0.2)
     mounts = lab.mounted_below(STATE)
     unmount_below(STATE)
     if mounts:
@@ -440,6 +451,19 @@ def remove():
         run("rm", "-rf", "--one-file-system", STATE, timeout=300)
         removed.append(STATE)
     return ", ".join(removed) or "nothing"
+
+
+def processes_naming(path):
+    """The pids of processes with `path` in their command line."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if path.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
 
 
 def process_name(pid):

@@ -277,3 +277,28 @@ def test_two_runs_make_the_cached_root_one_at_a_time(tmp_path):
             if run.poll() is None:
                 run.kill()
             run.wait()
+
+
+def test_vm_down_finds_a_vm_whose_namespace_went(tmp_path):
+    """A qemu of vm.py's whose namespace was deleted from under it runs on,
+    outside any namespace of ours: `vm.py down` finds it by the state folder
+    in its command line, stops it, and says so."""
+    if os.geteuid() != 0:
+        require("root (for vm.py)", False)
+    name = "zkdstray"
+    state = f"/var/lib/zkdemo-vm/{name}"
+    os.makedirs(state, exist_ok=True)
+    stray = subprocess.Popen(["bash", "-c", f"read -r _; : {state}/disk.img"],
+                             stdin=subprocess.PIPE, start_new_session=True)
+    try:
+        result = subprocess.run([sys.executable, os.path.join(REPO, "provision", "vm.py"), "down"],
+                                env=dict(os.environ, ZKDEMO_VM=name), capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "removed 1 processes outside it" in result.stdout, result.stdout
+        assert stray.wait(timeout=30) == -signal.SIGKILL
+        assert not os.path.exists(state)
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()
