@@ -49,7 +49,8 @@ TESTS ?= tests
 JOBS ?= 3
 
 test: test-setup
-	$(VENV)/bin/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder $(TESTS)
+	$(VENV)/bin/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder \
+	    --max-worker-restart 0 $(TESTS)
 
 bench: setup
 	$(VENV)/bin/python tests/bench.py

@@ -436,13 +436,13 @@ def remove():
     # A qemu whose namespace went from under it (deleted by hand, or by an
     # older lab.py that took every namespace beginning with its name) runs on:
     # it is found by the disk and kernel of ours in its command line.
-    strays = [pid for pid in processes_naming(STATE) if pid != os.getpid()]
+    strays = [pid for pid in processes_naming(STATE + "/") if pid != os.getpid()]
     if strays:
         removed.append(f"{len(strays)} processes outside it")
         for pid in strays:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        lab.wait_for(lambda: not processes_naming(STATE), 15, 0.2)
+        lab.wait_for(lambda: not processes_naming(STATE + "/"), 15, 0.2)
     mounts = lab.mounted_below(STATE)
     unmount_below(STATE)
     if mounts:
@@ -454,7 +454,8 @@ def remove():
 
 
 def processes_naming(path):
-    """The pids of processes with `path` in their command line."""
+    """The pids of processes with `path` in their command line (a folder's
+    path ends with "/": zkdemo-vm2's files do not begin with zkdemo-vm's)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:

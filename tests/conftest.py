@@ -6,7 +6,8 @@ theirs through provision/local-cluster.py, as a user would, on 127.0.77.x
 one for tests that kill, stop or pause servers). A short tickTime keeps session
 expiry quick. $ZKDEMO_TEST_NET=127.5 moves the ranges to 127.5.77.x and on,
 for a second checkout tested beside the first; each pytest-xdist worker of a
-run takes the next second octet (gw1: 127.1.77.x). Every ensemble is stopped
+run takes the next second octet (gw1: 127.1.77.x), so two checkouts' values
+must be at least JOBS apart. Every ensemble is stopped
 at the end of the run, also when a test fails or the run is interrupted; one
 left behind by a killed run is stopped before the next run starts its own.
 """
@@ -31,11 +32,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "provision"))
 CLUSTER = os.path.join(REPO, "provision", "local-cluster.py")
 # `make test` runs the suite in several pytest processes at once (pytest-xdist:
-# workers gw0, gw1, ...). Each is a run of its own: a folder for its
-# ensembles' state, loopback ranges and a lab name of its own (WORKER).
+# workers gw0, gw1, ...). Each is a run of its own, with loopback ranges, a
+# folder for its ensembles' state and a lab name of its own (below).
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 WORKER_NUMBER = int(WORKER[2:]) if WORKER.startswith("gw") else 0
-STATE_ROOT = os.path.join(REPO, ".zkdemo", f"tests-{WORKER}" if WORKER else "tests")
 TICK_MS = 200
 
 
@@ -48,6 +48,9 @@ def utc_now():
 # does each worker of one run (127.0, 127.1, ... from $ZKDEMO_TEST_NET on).
 _FIRST = os.environ.get("ZKDEMO_TEST_NET", "127.0")
 NET = f"127.{int(_FIRST.split('.')[1]) + WORKER_NUMBER}"
+# Named after the range, so that whichever run next uses these addresses
+# (with workers or without) finds what a killed run left on them.
+STATE_ROOT = os.path.join(REPO, ".zkdemo", "tests", NET)
 
 # A user's demo settings must not steer the tests to the demo ensemble.
 for variable in ("ZKDEMO_HOSTS", "ZKDEMO_IPS", "ZKDEMO_STATE_DIR", "ZKDEMO_RUN_DIR",
@@ -194,14 +197,15 @@ def _workers():
 
 def _interrupt_workers(signum, frame):
     """The run that started the workers, stopped: each worker is told (if
-    the signal did not reach it too) and takes down what its tests made."""
+    the signal did not reach it too), takes down what its tests made and
+    reports it was interrupted, which ends the run. A second signal ends it
+    at once (xdist then ends each worker within about 15 s)."""
     if _INTERRUPTED:
-        return
+        raise KeyboardInterrupt
     _INTERRUPTED.append(signum)
     for pid in _workers():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    raise KeyboardInterrupt
 
 
 # The files that take longest, first: with workers, each starts on a worker of
@@ -229,8 +233,8 @@ def pytest_configure(config):
     if getattr(config.option, "numprocesses", None) and not WORKER:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, _interrupt_workers)
-        # pytest-xdist kills a worker 10 s after it asks it to end: not time
-        # enough to take down a lab or the VMs. They get 5 minutes.
+        # Should pytest-xdist itself end the workers, it allows them 5 minutes
+        # (not 10 s) before it kills them.
         from xdist.workermanage import NodeManager
         NodeManager.EXIT_TIMEOUT = 300
     else:
@@ -496,7 +500,7 @@ def scripts():
 @pytest.fixture(scope="session")
 def reliability():
     """Figures the fault and bad-input tests add up, written at the end of the
-    run to .zkdemo/tests/reliability.json for the README's Reliability section."""
+    run to .zkdemo/tests/NET/reliability.json for the README's Reliability section."""
     figures = collections.Counter()
     yield figures
     if figures:

@@ -67,7 +67,8 @@ def leftovers(name=LAB_NAME):
     found += [p for p in (state, f"/sys/fs/cgroup/memory/{name}", f"/sys/fs/cgroup/{name}")
               if os.path.exists(p)]
     with open("/proc/self/mounts") as f:
-        found += [line.split()[1] for line in f if line.split()[1].startswith(state)]
+        found += [line.split()[1] for line in f
+                  if line.split()[1] == state or line.split()[1].startswith(state + "/")]
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:

@@ -16,12 +16,12 @@ import sys
 
 import pytest
 
-from conftest import REPO, STATE_ROOT, require, wait_until
+from conftest import REPO, require, wait_until
 
 sys.path.insert(0, os.path.join(REPO, "provision"))
 from lab import HOST_CA, host_mirror  # noqa: E402  (the lab makes its root the same way)
 
-CHROOT_DIR = os.path.join(os.path.dirname(STATE_ROOT), "chroot")
+CHROOT_DIR = os.path.join(REPO, ".zkdemo", "chroot")
 CHROOT_IP = "127.0.20.1"
 
 

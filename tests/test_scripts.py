@@ -340,6 +340,17 @@ def test_watch_reports_a_znode_made_again_while_it_was_away(scratch_ensemble, zk
     assert watcher.stop(signal.SIGINT) == 130 and watcher.stderr == ""
 
 
+def requests_from(ensemble, name, source):
+    """How many requests server `name` has had from the client at `source`
+    (`stat`'s recved), 0 while it has no connection from there."""
+    ip, port = ensemble.address(name).split(":")
+    with socket.create_connection((ip, int(port)), timeout=2) as s:
+        s.sendall(b"stat")
+        said = s.makefile(errors="replace").read()
+    found = re.search(rf"/{re.escape(source)}:\d+\[\d+\]\(queued=\d+,recved=(\d+)", said)
+    return int(found.group(1)) if found else 0
+
+
 def test_watch_says_updates_may_be_unseen_when_a_znode_goes_during_its_re_read(
         scratch_ensemble, zk_factory, scripts):
     """Seen in `make chaos`: while watch.py reconnected, /zkdemo/last was
@@ -354,12 +365,17 @@ def test_watch_says_updates_may_be_unseen_when_a_znode_goes_during_its_re_read(
     znodes = {f"/zkdemo/a{n:05d}": b"x" for n in range(3000)}
     watcher, server, writer = watch_on_a_follower(scratch_ensemble, zk_factory, scripts,
                                                   dict(znodes, **{"/zkdemo/last": b"v0"}))
+    other = next(name for name in ("zoo1", "zoo2", "zoo3")
+                 if name != server and scratch_ensemble.modes().get(name) == "follower")
     with held(watcher):   # its server dies and the znode is updated before it notices
         scratch_ensemble.run("kill", server[-1])
         writer.set("/zkdemo/last", b"v1")
-    wait_until(lambda: watcher.count(lambda m: m.startswith("reconnected")), 15, interval=0.002,
-               what="watch.py to reconnect")
-    with held(watcher):   # its re-read begun: the znode goes before it reaches it
+    # Its re-read begun on the other server: its session, its listing and a
+    # first read there (not only the `reconnected` line: a busy machine may
+    # stop it before it lists, and the listing would then miss the znode).
+    wait_until(lambda: requests_from(scratch_ensemble, other, "127.0.0.3") >= 3, 15,
+               interval=0.002, what="watch.py to list /zkdemo again")
+    with held(watcher):   # the znode goes before its re-read reaches it
         writer.delete("/zkdemo/last")
     said = watcher.wait_for(lambda m: m.startswith("deleted /zkdemo/last"), timeout=30)
     lines = watcher.messages()

@@ -73,11 +73,12 @@ def leftovers():
     state = f"/var/lib/zkdemo-vm/{NAME}"
     found += [state] if os.path.exists(state) else []
     with open("/proc/self/mounts") as f:
-        found += [line.split()[1] for line in f if line.split()[1].startswith(state)]
+        found += [line.split()[1] for line in f
+                  if line.split()[1] == state or line.split()[1].startswith(state + "/")]
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if state.encode() in f.read():
+                if (state + "/").encode() in f.read():
                     found.append(f"process {pid}")
         except OSError:
             pass
