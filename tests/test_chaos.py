@@ -23,7 +23,7 @@ from conftest import (REPO, processes_with, removed_leftovers, require, stopped_
 import chaos
 import history
 from test_lab import leftovers, what_is_missing
-from test_readme import unshown, sh_blocks
+from test_readme import as_printed, unshown, sh_blocks
 
 T0 = datetime.datetime(2026, 11, 30, 7, 0, 0)
 LAB = "zkdchaos"
@@ -315,9 +315,7 @@ def test_a_short_chaos_run_in_the_lab_passes_and_leaves_the_lab_as_it_was():
                                 in sh_blocks(open(os.path.join(REPO, "README.md")).read())
                                 if any("make chaos" in line for line in lines))
     assert command == "make chaos SEED=30 MINUTES=2"
-    run = subprocess.run(["bash", "-c", command], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, timeout=900,
-                         stdin=subprocess.DEVNULL)
+    run = as_printed(["bash", "-c", command], 900, cwd=REPO, env=env)
     said = run.stdout
     print(said[-3000:], file=sys.stderr)
     try:

@@ -23,7 +23,7 @@ import pytest
 from conftest import (REPO, WORKER_NUMBER, OutputProcess, removed_leftovers, require, wait_until,
                       utc_now)
 from history import check, leading
-from test_readme import unshown, sh_blocks, swapped, vm_command
+from test_readme import as_printed, unshown, sh_blocks, swapped, vm_command
 
 LAB_NAME = f"zkdtest{WORKER_NUMBER or ''}"   # a lab for each worker of the run
 LAB_PY = os.path.join(REPO, "provision", "lab.py")
@@ -278,11 +278,8 @@ def run_vm_command(command, fails, expected, before):
     read_only = any("status.py" in part or "get.py" in part for part in command)
     deadline = time.monotonic() + 60
     while True:
-        # One stream, as a terminal shows both in the order they came.
         argv = command if command[0] == "make" else [sys.executable, LAB_PY, *command]
-        result = subprocess.run(argv, cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, timeout=900,
-                                stdin=subprocess.DEVNULL)
+        result = as_printed(argv, 900, cwd=REPO, env=ENV)
         output = result.stdout
         ok = (result.returncode != 0) == bool(fails) and "Traceback" not in output
         settled = ok and not (expected and unshown(expected, before + output))

@@ -159,6 +159,13 @@ def servers_together(lines):
     return merged
 
 
+def as_printed(argv, timeout, **kwargs):
+    """Run a command of the README as a terminal shows it: what it prints and
+    its errors in one stream, in the order they came (in `.stdout`)."""
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
+
+
 def localize(command):
     for demo, test in zip(DEMO_IPS, TEST_IPS):
         command = command.replace(demo, test)
@@ -207,10 +214,7 @@ class Reader:
         env = dict(self.env, ZKDEMO_PASSWORD=typed.group(1)) if typed else self.env
         deadline = time.monotonic() + 60
         while True:
-            # One stream, as a terminal shows both in the order they came.
-            result = subprocess.run(["bash", "-c", command], cwd=REPO, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, timeout=300, stdin=subprocess.DEVNULL)
+            result = as_printed(["bash", "-c", command], 300, cwd=REPO, env=env)
             output = result.stdout
             ok = (result.returncode != 0) == should_fail
             settled = ok and not (expected and unshown(expected, before + output)) and \
@@ -387,9 +391,8 @@ def test_the_exercises_show_what_they_say(reader):
                     transcript += reader.run("python3 scripts/get.py", None)
                     commands = [localize(fill_in(c.partition("  #")[0], transcript, reader))
                                 for c in step[1]]
-                    result = subprocess.run(["bash", "-c", "\n".join(commands)], cwd=REPO,
-                                            env=reader.env, capture_output=True, text=True,
-                                            timeout=120, stdin=subprocess.DEVNULL)
+                    result = as_printed(["bash", "-c", "\n".join(commands)], 120, cwd=REPO,
+                                        env=reader.env)
                     return not unshown(expected, result.stdout) and result.stdout
                 transcript += wait_until(deleted, 90, interval=0.5, what="the leader's znode deleted")
             else:
@@ -532,10 +535,9 @@ def lab_block(body, names):
                 run.readers.append(reader)
                 reader.wait_for(lambda m: m.startswith("/zkdemo "), 60, what="a first read")
                 continue
-            result = subprocess.run(argv, env=ENV, capture_output=True, text=True,
-                                    timeout=120, stdin=subprocess.DEVNULL)
-            assert result.returncode == 0, result.stdout + result.stderr
-            run.output += result.stdout + result.stderr
+            result = as_printed(argv, 120, env=ENV)
+            assert result.returncode == 0, result.stdout
+            run.output += result.stdout
             if words[2] == "partition":
                 run.cut = utc_now()
             if "scripts/create.py" in command:
