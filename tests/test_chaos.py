@@ -26,7 +26,7 @@ from test_lab import leftovers, what_is_missing
 from test_readme import as_printed, unshown, sh_blocks
 
 T0 = datetime.datetime(2026, 11, 30, 7, 0, 0)
-LAB = "zkdchaos"
+LAB = f"{os.environ.get('ZKDEMO_TEST_LAB', 'zkd')}chaos"   # $ZKDEMO_TEST_LAB: as in test_lab.py
 
 
 def at(seconds, text):

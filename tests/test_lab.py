@@ -25,7 +25,8 @@ from conftest import (REPO, WORKER_NUMBER, OutputProcess, removed_leftovers, req
 from history import check, leading
 from test_readme import as_printed, unshown, sh_blocks, swapped, vm_command
 
-LAB_NAME = f"zkdtest{WORKER_NUMBER or ''}"   # a lab for each worker of the run
+# A lab for each worker of the run; $ZKDEMO_TEST_LAB renames them, for two checkouts tested at once.
+LAB_NAME = f"{os.environ.get('ZKDEMO_TEST_LAB', 'zkdtest')}{WORKER_NUMBER or ''}"
 LAB_PY = os.path.join(REPO, "provision", "lab.py")
 ENV = dict(os.environ, ZKDEMO_LAB=LAB_NAME)
 MACHINES = ("zoo1", "zoo2", "zoo3")

@@ -26,7 +26,7 @@ from conftest import REPO, removed_leftovers, require, stop_all, stopped_at, tel
 from test_readme import unshown, sh_blocks
 import vm as vm_tool   # provision/vm.py
 
-NAME = "zkdtest-vm"
+NAME = f"{os.environ.get('ZKDEMO_TEST_LAB', 'zkdtest')}-vm"   # $ZKDEMO_TEST_LAB: as in test_lab.py
 VM_PY = os.path.join(REPO, "provision", "vm.py")
 ENV = dict(os.environ, ZKDEMO_VM=NAME)
 HOSTS = "10.0.10.101,10.0.10.102,10.0.10.103"
