@@ -35,7 +35,7 @@ import threading
 import time
 
 from zkdemo import (CONNECTION_ERRORS, KazooState, NoNodeError, UserError, client_address,
-                    connect, disconnect, log, make_parser, positive_number, run)
+                    connect, disconnect, ip_port, log, make_parser, positive_number, run)
 
 LOCKS = "/zkdemo-locks"
 STORE_TIMEOUT = 60   # seconds to wait for the store's answer (a partition may delay it)
@@ -101,11 +101,10 @@ class Holder:
 class Store:
     """The connection to store.py: one line out, one answer back."""
 
-    def __init__(self, where):
-        self.where = where
-        host, _, port = where.rpartition(":")
+    def __init__(self, address):
+        self.where = where = "%s:%d" % address
         try:
-            self.sock = socket.create_connection((host, int(port)), timeout=STORE_TIMEOUT)
+            self.sock = socket.create_connection(address, timeout=STORE_TIMEOUT)
         except ConnectionRefusedError:
             raise UserError(f"nothing listens at {where}: start store.py there first "
                             f"(store.py --listen {where})")
@@ -134,7 +133,7 @@ def main():
                         metavar="NUMBER", help="how long to hold the lock (default 30)")
     parser.add_argument("--name", default="demo", help="the lock: /zkdemo-locks/NAME "
                         "(default demo)")
-    parser.add_argument("--store", required=True, metavar="IP:PORT",
+    parser.add_argument("--store", required=True, type=ip_port, metavar="IP:PORT",
                         help="where store.py listens (store.py --listen IP:PORT)")
     parser.add_argument("--no-fencing", action="store_true",
                         help="send no fencing token: the store accepts every write")
@@ -144,8 +143,6 @@ def main():
     args = parser.parse_args()
     if "/" in args.name or args.name in ("", ".", ".."):
         parser.error(f"--name {args.name!r}: one znode name, without /")
-    if not args.store.rpartition(":")[2].isdigit():
-        parser.error(f"--store {args.store!r}: expected IP:PORT, such as 127.0.0.1:7000")
 
     me = f"{client_address(args)} pid {os.getpid()}"
     store = Store(args.store)   # before the lock: nothing to undo if the store is not there

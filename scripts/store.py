@@ -25,17 +25,9 @@ import os
 import socketserver
 import threading
 
-from zkdemo import UserError, log, make_parser, run, utc_now
+from zkdemo import UserError, ip_port, log, make_parser, run, utc_now
 
 ANSWER_TIMEOUT = 60   # seconds a writer may take to send its line, once connected
-
-
-def address(text):
-    """--listen IP:PORT."""
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(text)
-    return host, int(port)
 
 
 def token_text(token):
@@ -101,32 +93,29 @@ class Server(socketserver.ThreadingTCPServer):
 
 def main():
     parser = make_parser(__doc__, connects=False)
-    parser.add_argument("--listen", required=True, metavar="IP:PORT",
+    parser.add_argument("--listen", required=True, type=ip_port, metavar="IP:PORT",
                         help="the address to listen on, as lock.py --store names it "
                              "(127.0.0.1:7000 on the loopback ensemble)")
     parser.add_argument("--file", default="store.txt", metavar="PATH",
                         help="where the accepted writes go, a new file at each start "
                              "(default: store.txt in the current folder)")
     args = parser.parse_args()
+    where = "%s:%d" % args.listen
     try:
-        host, port = address(args.listen)
-    except ValueError:
-        parser.error(f"--listen {args.listen!r}: expected IP:PORT, such as 127.0.0.1:7000")
-    try:
-        server = Server((host, port), Writer, bind_and_activate=False)
+        server = Server(args.listen, Writer, bind_and_activate=False)
         server.server_bind()
         server.server_activate()
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
-            raise UserError(f"{args.listen} is taken: another store.py (or another "
+            raise UserError(f"{where} is taken: another store.py (or another "
                             "program) listens there already")
-        raise UserError(f"cannot listen on {args.listen}: {e.strerror}")
+        raise UserError(f"cannot listen on {where}: {e.strerror}")
     try:
         store = server.store = Store(args.file)
     except OSError as e:
         server.server_close()
         raise UserError(f"cannot write {args.file}: {e.strerror}")
-    log(f"listening on {args.listen}; accepted writes go to {os.path.abspath(args.file)}")
+    log(f"listening on {where}; accepted writes go to {os.path.abspath(args.file)}")
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

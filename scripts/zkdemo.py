@@ -47,7 +47,7 @@ except ImportError:
 
 __all__ = ["ROOT", "CONNECTION_ERRORS", "KazooState", "NoAuthError", "NoNodeError",
            "NoChildrenForEphemeralsError",
-           "NodeExistsError", "UserError", "log", "make_parser", "positive_number", "connect",
+           "NodeExistsError", "UserError", "log", "make_parser", "positive_number", "ip_port", "connect",
            "disconnect", "client_address", "ensure_root", "in_sequence", "run",
            "ACL", "Id", "OPEN_ACL_UNSAFE", "Permissions", "acl_text", "attempt", "make_digest_acl",
            "run_dir", "open_private", "check_source", "proc_stat", "worker_records", "still_ours",
@@ -125,6 +125,14 @@ def hosts_list(text):
                 raise argparse.ArgumentTypeError(f"bad port {port!r} in {entry!r} (1 to 65535)")
         hosts.append(f"{host}:{port or DEFAULT_PORT}")
     return ",".join(hosts)
+
+
+def ip_port(text):
+    """IP:PORT (store.py --listen, lock.py --store), as (host, port)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected IP:PORT, such as 127.0.0.1:7000")
+    return host, int(port)
 
 
 def positive_number(text):

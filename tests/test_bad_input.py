@@ -49,6 +49,15 @@ USAGE = [
     ("create-with-digest.py", ["--user", ""], "a user name must be non-empty"),
     ("create-with-digest.py", ["--user", "bob:x"], "without ':'"),
     ("create-with-digest.py", ["--password", "x"], "unknown option --password"),
+    ("lock.py", [], "the following arguments are required: --store"),
+    ("lock.py", ["0", "--store", "127.0.0.1:7000"], "must be more than 0"),
+    ("lock.py", ["--store", "7000"], "expected IP:PORT"),
+    ("lock.py", ["--store", "127.0.0.1:7000", "--name", "a/b"], "one znode name, without /"),
+    ("lock.py", ["--store", "127.0.0.1:7000", "--fencing"], "unknown option --fencing"),
+    ("store.py", [], "the following arguments are required: --listen"),
+    ("store.py", ["--listen", "7000"], "expected IP:PORT"),
+    ("store.py", ["--listen", "127.0.0.1:99999"], "expected IP:PORT"),
+    ("store.py", ["--listen", "127.0.0.1:7000", "extra"], "unrecognized arguments: extra"),
 ] + [(name, ["1"] * (name in ("create.py", "create-start.py")) + ["--source", source], message)
      for name in CONNECTING + ["status.py"]
      for source, message in (("not-an-ip", "not an address of this machine"),

@@ -19,7 +19,7 @@ from conftest import (CLUSTER, REPO, TIMESTAMP, held, processes_with, run_script
 from history import stamp
 
 SCRIPTS = ["watch.py", "create.py", "get.py", "create-start.py", "create-stop.py",
-           "acl-lockdown.py", "create-with-acls.py"]
+           "acl-lockdown.py", "create-with-acls.py", "lock.py", "store.py"]
 
 
 def line_time(process, message):
@@ -69,7 +69,8 @@ def test_nothing_listening_is_one_line_well_before_the_timeout(name):
     (["--timout=3"], "unknown option --timout (did you mean --timeout?)"),
 ])
 @pytest.mark.parametrize("name", ["watch.py", "create.py", "get.py", "acl-lockdown.py",
-                                  "create-with-acls.py", "create-with-digest.py", "status.py"])
+                                  "create-with-acls.py", "create-with-digest.py", "status.py",
+                                  "lock.py"])
 def test_usage_errors_are_one_line_and_exit_2(name, args, message):
     result = run_script(name, *args)
     assert result.returncode == 2
