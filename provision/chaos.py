@@ -5,20 +5,28 @@
 
 On every lab machine two electors (create-start.py 2) and a watch.py run; on
 zoo1 a writer creates, updates and deletes znodes under /zkdemo, four times a
-second. A nemesis picks faults at random, with random gaps: kill and restart
-a server, pause and resume one, cut a machine off, cut one link, halt and
+second; a store.py runs on zoo3, and on zoo1 and zoo2 a lock.py takes the
+lock /zkdemo-locks/chaos in turn and writes to it with its fencing token. A
+nemesis picks faults at random, with random gaps: kill and restart a
+server, pause and resume one, cut a machine off, cut one link, halt and
 start a machine; half of them aim at the leader's machine. Each is healed
-before the next; the same seed gives the same schedule.
+before the next; the same seed gives the same schedule. Beside it, every
+15 to 30 s, a client is frozen (SIGSTOP) for longer than its session
+timeout and let go (SIGCONT): the lock holder, or an elector, often the one
+that leads.
 
 At the end it heals everything, waits for the ensemble, stops what it
 started, and checks the whole history:
 
   elections   no two electors led at once (an elector on a halted machine
-              led until the halt)
+              led until the halt; a frozen one until it was frozen, and it
+              must step down as soon as it is let go)
   watches     every change the writer made was reported, in order or folded,
               by every watch.py while its session lived
   sessions    no session was lost unless its machine was cut off or halted,
-              or the ensemble had no quorum
+              its process was frozen, or the ensemble had no quorum
+  fencing     no write was accepted by the store with a token lower than one
+              it had accepted before (and how many stale writes it refused)
   clocks      every log is stamped within the run: all in UTC
   zxid        every server ends at the same zxid
   processes   everything it started is gone
@@ -31,6 +39,7 @@ down again at the end; a lab that was up stays up. Needs root, as the lab does.
 
 import argparse
 import datetime
+import glob
 import json
 import os
 import random
@@ -39,13 +48,14 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import history
 import lab as lablib
 import timeline
 from zkensemble import (REPO, Parser, ToolError, UsageError, cleaning_up, own_group,
-                        run_to_its_end, run_tool, wait_for)
+                        recorded, run_to_its_end, run_tool, wait_for)
 
 MACHINES = ("zoo1", "zoo2", "zoo3")
 HOSTS = "10.0.10.101,10.0.10.102,10.0.10.103"
@@ -57,6 +67,9 @@ LAB_PY = os.path.join(REPO, "provision", "lab.py")
 # The faults, how often each is picked, and the lab.py commands that make and heal them.
 FAULTS = {"kill": 3, "pause": 2, "cut off": 2, "cut link": 2, "halt": 1}
 SESSION_TIMEOUT = 10.0   # the scripts' (zkdemo.connect)
+STORE, STORE_MACHINE = "10.0.10.103:7000", "zoo3"   # store.py
+HOLDERS = ("zoo1", "zoo2")   # a lock.py on each, taking the lock in turn
+FREEZE_GAP, FREEZE = (15, 30), (12, 16)   # seconds between freezes, and of each: past the session
 
 
 class ChaosError(ToolError):
@@ -103,6 +116,8 @@ class Runs:
     def __init__(self):
         self.processes = {}   # name -> Popen
         self.count = {}
+        self.frozen = {}      # process group -> its name, while it is frozen
+        self.stopping = threading.Event()
 
     def start(self, machine, what, command):
         n = self.count[(machine, what)] = self.count.get((machine, what), 0) + 1
@@ -117,6 +132,13 @@ class Runs:
         # 0755 even under umask 0: create-start.py refuses a folder others can write
         os.makedirs(os.path.join(RUN, machine), mode=0o755, exist_ok=True)
         self.start(machine, "watch", f"python3 scripts/watch.py --hosts {HOSTS}")
+        if machine == STORE_MACHINE:   # a new store forgets the highest token: a file each
+            n = self.count.get((machine, "store"), 0) + 1
+            self.start(machine, "store", f"python3 scripts/store.py --listen {STORE} "
+                       f"--file {INSIDE}/{machine}/store-{n}.txt")
+        if machine in HOLDERS:   # again and again: it exits when its time is up or it lost the lock
+            self.start(machine, "holder", "sh -c 'while :; do python3 scripts/lock.py 8 --name "
+                       f"chaos --store {STORE} --hosts {HOSTS}; sleep 1; done'")
         if machine == "zoo1":
             self.start(machine, "writer", f"python3 provision/chaos.py writer --hosts {HOSTS} "
                        f"--prefix /zkdemo/chaos-w{self.count.get((machine, 'writer'), 0) + 1}-")
@@ -125,6 +147,50 @@ class Runs:
         if result.returncode != 0:
             say(f"{machine}: create-start.py failed: {result.stderr.strip()}")
 
+    def clients(self, machine):
+        """The clients on a machine that may be frozen: (name, process group,
+        whether it holds the lock or leads, as its log last said)."""
+        found = []
+        for name, process in self.processes.items():
+            if name.startswith(f"{machine}/holder-") and process.poll() is None:
+                lines = read(os.path.join(RUN, f"{name}.log"))
+                said = [history.message(l) for l in lines if "the lock" in l or ": accepted" in l]
+                found.append((name, process.pid, bool(said) and not said[-1].startswith(
+                    ("lost the lock", "time is up", "stopped waiting")) and
+                    not said[-1].endswith("waiting for the lock /zkdemo-locks/chaos")))
+        for path in sorted(glob.glob(os.path.join(RUN, machine, "workers", "*.json"))):
+            try:
+                with open(path) as f:
+                    record = json.load(f)
+                os.kill(record["pid"], 0)
+            except (OSError, ValueError, KeyError):
+                continue
+            name = f"{machine}/{os.path.basename(record['log'])[:-4]}"
+            found.append((name, record["pid"], history.leading(read(
+                os.path.join(RUN, f"{name}.log")))))
+        return found
+
+    def freeze(self, name, group, length):
+        """SIGSTOP the client's process group for `length` seconds, then SIGCONT."""
+        machine, client = name.split("/")
+        with recorded(lablib.STATE, f"freeze {machine} {client}"):
+            os.killpg(group, signal.SIGSTOP)
+            self.frozen[group] = name
+        say(f"    freeze {name} for {length} s")
+        self.stopping.wait(length)
+        self.thaw(group)
+
+    def thaw(self, group):
+        name = self.frozen.pop(group, None)   # the freezer and stop() may both try
+        if name is None:
+            return
+        machine, client = name.split("/")
+        with recorded(lablib.STATE, f"thaw {machine} {client}"):
+            try:
+                os.killpg(group, signal.SIGCONT)
+            except ProcessLookupError:
+                pass   # its machine was halted meanwhile
+
     def save(self):
         with open(os.path.join(RUN, "pids.json"), "w") as f:
             json.dump({name: p.pid for name, p in self.processes.items()}, f)
@@ -132,7 +198,10 @@ class Runs:
     def stop(self):
         """The writer first, then the electors; watch.py last, once each has
         reported the writer's last change (or 15 s have passed)."""
-        self.end([n for n in self.processes if "/writer-" in n])
+        self.stopping.set()
+        for group in list(self.frozen):
+            self.thaw(group)
+        self.end([n for n in self.processes if "/writer-" in n or "/holder-" in n])
         for machine in MACHINES:
             lab("ssh", machine, "--", f"ZKDEMO_RUN_DIR={INSIDE}/{machine} "
                 "python3 scripts/create-stop.py", check=False)
@@ -179,7 +248,8 @@ def leftovers():
                 command = f.read()
         except OSError:
             continue
-        if b"watch.py" in command or b"chaos.py" in command or b"lab.py" in command:
+        if any(word in command for word in (b"watch.py", b"chaos.py", b"lab.py", b"lock.py",
+                                            b"store.py")):
             found.append((name, pid))
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -268,6 +338,35 @@ def nemesis(planned, minutes, runs):
     return done
 
 
+def freezer(seed, deadline, runs, freezes):
+    """Beside the nemesis, every 15 to 30 s: a client frozen past its session
+    timeout and let go, half the time one that holds the lock or leads (the
+    first time, the lock's holder: every run shows a late write)."""
+    rng = random.Random(f"freeze {seed}")
+    first = True
+    while True:
+        gap, length = rng.uniform(*FREEZE_GAP), round(rng.uniform(*FREEZE), 1)
+        busy, machine, pick = rng.random() < 0.5, rng.choice(MACHINES), rng.random()
+        if runs.stopping.wait(gap) or time.monotonic() + length > deadline:
+            return
+        found = [client for m in MACHINES for client in runs.clients(m)]
+        chosen = [c for c in found if c[2]] if busy else \
+            [c for c in found if c[0].startswith(f"{machine}/")]
+        if first:
+            chosen = [c for c in found if c[2] and "/holder-" in c[0]] or chosen
+        chosen = chosen or found
+        if not chosen:
+            continue
+        name, group, _ = chosen[int(pick * len(chosen))]
+        try:
+            runs.freeze(name, group, length)
+        except ProcessLookupError:
+            continue   # it had just ended
+        first = False
+        freezes.append({"kind": "freeze", "target": [name], "machines": [name.split("/")[0]],
+                        "length": length})
+
+
 # --- the checks and figures ---------------------------------------------------------------------
 
 def read(path):
@@ -295,19 +394,28 @@ def halts_of(machine, bands):
             and f.done]
 
 
-def check_elections(data):
+def check_elections(data, let_go=datetime.timedelta(seconds=2)):
     """The electors' terms as the timeline read them, but a term still open
-    when its machine was halted ends with the halt; then the overlaps."""
-    terms = []
+    when its machine was halted ends with the halt, and one open when its
+    process was frozen ends with the freeze: a frozen process does nothing.
+    Let go, its lease has run out, and it must say so within `let_go`
+    (those that do not are returned). Then the overlaps."""
+    terms, kept = [], []
     for name, (lane, _) in data["electors"].items():
         for term in lane:
+            for f in data["faults"]:
+                if f.verb == "freeze" and "/".join(f.machines) == name and \
+                        term.start <= f.start and (term.end is None or term.end > f.start):
+                    if term.end is None or term.end > f.stop + let_go:
+                        kept.append(f"{name} led on after it was let go at {f.stop}")
+                    term.end, term.why = f.start, "frozen"
             killed = term.end is None or term.why == "its process ended without stepping down"
             for start, stop in halts_of(name.split("/")[0], data["faults"]):
                 if killed and term.start <= stop and (term.end is None or term.end > stop):
                     term.end, term.why = stop, "killed when its machine was halted"
             terms.append(term)
     data["overlaps"] = history.overlaps(terms, data["end"])
-    return terms, data["overlaps"]
+    return terms, data["overlaps"], kept
 
 
 def check_watches(bands):
@@ -366,21 +474,47 @@ def check_sessions(bands, quorum, mode_lines=()):
     margin = datetime.timedelta(seconds=SESSION_TIMEOUT + 5)
     leaderless = [f for f in bands if f.verb in ("partition", "pause") and len(f.machines) == 1
                   and leader_at(mode_lines, f.start) in f.machines]
-    for kind in ("watch", "worker", "writer"):
+    for kind in ("watch", "worker", "writer", "holder"):
         for name, path in logs_of(kind).items():
             machine = name.split("/")[0]
+            frozen = [f for f in bands if f.verb == "freeze" and "/".join(f.machines) == name]
             for line in read(path):
                 if "session lost" not in line or line[:2] != "20":
                     continue
                 when = history.stamp(line)
                 isolated = any(f.start - margin <= when <= f.stop + margin
                                and machine in f.machines and f.verb in ("halt", "partition")
-                               for f in bands)
+                               for f in bands) or \
+                    any(f.start - margin <= when <= f.stop + margin for f in frozen)
                 no_quorum = any(not ok for t, ok in quorum if when - margin <= t <= when) or \
                     any(f.start - margin <= when <= f.stop + margin for f in leaderless)
                 if not (isolated or no_quorum):
                     unexcused.append(f"{name}: {history.message(line)} at {when}")
     return unexcused
+
+
+def check_fencing():
+    """The stores' files of accepted writes, each in its order: no token
+    lower than one accepted before it (a store that starts again forgets
+    the highest token, as store.py says: each start has a file of its own).
+    Returns the tokened writes accepted, the stale ones refused, and what is
+    wrong."""
+    accepted, wrong = 0, []
+    for path in sorted(glob.glob(os.path.join(RUN, STORE_MACHINE, "store-*.txt"))):
+        highest = None
+        for line in read(path):
+            words = line.split()
+            if len(words) < 4 or words[2] != "token" or words[3] == "-":
+                continue
+            token = int(words[3], 16)
+            accepted += 1
+            if highest is not None and token < highest:
+                wrong.append(f"{os.path.basename(path)}: token {words[3]} accepted after "
+                             f"0x{highest:x} ({' '.join(words[4:])}, at {words[0]} {words[1]})")
+            highest = token if highest is None else max(highest, token)
+    refused = sum(history.message(line).startswith("REJECTED ")
+                  for path in logs_of("store").values() for line in read(path))
+    return accepted, refused, wrong
 
 
 def check_clocks(mode_lines, logs, slack=datetime.timedelta(minutes=5)):
@@ -411,6 +545,8 @@ def recovery(bands, quorum, terms, writes=()):
                for t in changes]
     rows = []
     for start, end, label, verb, names, _ in bands:
+        if verb == "freeze":
+            continue   # a client's, not the servers': the nemesis's faults are measured
         kind = verb if verb != "partition" else "cut off" if len(names) == 1 else "cut link"
         row = {"fault": label, "kind": kind}
         for key, points in (("to_quorum", quorum), ("to_leader", leaders)):
@@ -478,10 +614,17 @@ def run(seed, minutes):
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         if not wait_for(lambda: len(read(recorded)) >= len(MACHINES), 30, 0.2):
             raise ChaosError("timeline.py record noted no modes within 30 s")
-        for machine in MACHINES:
+        for machine in sorted(MACHINES, key=lambda m: m != STORE_MACHINE):   # the store first
             runs.start_machine(machine)
-        say("electors, watch.py and the writer run; the nemesis begins")
+        say("electors, watch.py, the writer, the store and the lock holders run; "
+            "the nemesis begins")
+        freezes = result["freezes"] = []
+        freezing = threading.Thread(target=freezer, daemon=True,
+                                    args=(seed, time.monotonic() + minutes * 60, runs, freezes))
+        freezing.start()
         done = nemesis(planned, minutes, runs)
+        runs.stopping.set()
+        freezing.join()
         say("healing everything")
         heal_all(runs)
         if not wait_for(healthy, 120, 0.5):
@@ -529,14 +672,16 @@ def stop_run(runs, recorder, result, was_up):
 def analyse(seed, minutes, done, result, took):
     """The checks over the whole history, the figures, chaos.json and the timeline."""
     mode_lines = read(os.path.join(RUN, "modes.log"))
-    data = timeline.gather(RUN, {**logs_of("worker"), **logs_of("watch"), **logs_of("writer")})
+    clients = {**logs_of("worker"), **logs_of("watch"), **logs_of("writer"),
+               **logs_of("holder"), **logs_of("store")}
+    data = timeline.gather(RUN, clients)
     bands = data["faults"]
     quorum = quorum_at(mode_lines)
-    terms, overlapping = check_elections(data)
+    terms, overlapping, kept = check_elections(data)
+    fenced, refused, unfenced = check_fencing()
     ops, doubtful, watched, lost = check_watches(bands)
     sessions = check_sessions(bands, quorum, mode_lines)
-    clocks = check_clocks(mode_lines, {**logs_of("worker"), **logs_of("watch"),
-                                       **logs_of("writer")})
+    clocks = check_clocks(mode_lines, clients)
     rows = recovery(bands, quorum, terms, sorted(o.when for o in ops if o.outcome == "ok"))
     zxid = result.get("zxids", {})
     failures = []
@@ -545,6 +690,8 @@ def analyse(seed, minutes, done, result, took):
             f"{a.process} and {b.process} both led for "
             f"{(to - since).total_seconds() * 1000:.0f} ms from {since}"
             for a, b, since, to in overlapping[:3]))
+    if kept:
+        failures.append("elections: " + "; ".join(kept[:3]))
     if lost:
         failures.append(f"watches: {len(lost)} changes never reported: " +
                         "; ".join(f"{name}: {why}" for name, why in lost[:3]))
@@ -552,20 +699,25 @@ def analyse(seed, minutes, done, result, took):
         failures.append("sessions: " + "; ".join(sessions[:3]))
     if clocks:
         failures.append("clocks: " + "; ".join(clocks[:3]))
+    if unfenced:
+        failures.append(f"fencing: {len(unfenced)} writes accepted with a token lower than one "
+                        "accepted before: " + "; ".join(unfenced[:3]))
     if len(set(zxid.values())) != 1 or None in zxid.values():
         failures.append(f"zxid: the servers end at {zxid}")
     if result.get("left"):
         failures.append(f"processes: still running: {result['left']}")
     kinds = {}
-    for fault in done:
+    for fault in done + result.get("freezes", []):
         kinds[fault["kind"]] = kinds.get(fault["kind"], 0) + 1
     figures = {"seed": seed, "minutes": minutes, "took_s": round(took, 1),
                "faults": kinds, "leadership_changes": len(terms),
                "overlaps": len(overlapping), "writes_ok": sum(o.outcome == "ok" for o in ops),
                "writes_unsure": len(doubtful), "watchers": watched, "events_lost": len(lost),
                "sessions_lost_with_quorum": len(sessions), "zxids": zxid,
+               "fenced_writes": fenced, "stale_writes_refused": refused,
+               "stale_writes_accepted": len(unfenced),
                "recovery": figures_of(rows), "failures": failures,
-               "schedule": done}
+               "schedule": done, "freezes": result.get("freezes", [])}
     with open(os.path.join(RUN, "chaos.json"), "w") as f:
         json.dump(figures, f, indent=1, default=str)
     page = timeline.draw(data, f"make chaos SEED={seed} MINUTES={minutes:g}")
@@ -583,7 +735,9 @@ def summary(figures):
     return (f"faults: {faults}; leadership changes {figures['leadership_changes']}; "
             f"overlaps {figures['overlaps']}; writes {figures['writes_ok']} "
             f"({figures['writes_unsure']} znodes unsure); events lost {figures['events_lost']} "
-            f"over {figures['watchers']} watch.py runs; recovery p50/max: {recovery}")
+            f"over {figures['watchers']} watch.py runs; fencing: {figures['fenced_writes']} "
+            f"writes with a token accepted, {figures['stale_writes_refused']} stale ones "
+            f"refused, {figures['stale_writes_accepted']} accepted; recovery p50/max: {recovery}")
 
 
 # --- the writer (runs on zoo1) -----------------------------------------------------------------
@@ -673,7 +827,7 @@ def main(argv=None):
         print(f"chaos.py: check failed: {failure}", file=sys.stderr)
     if figures["failures"]:
         return 1
-    say("every check passed: elections, watches, sessions, clocks, zxid, processes")
+    say("every check passed: elections, watches, sessions, clocks, zxid, fencing, processes")
     return 0
 
 

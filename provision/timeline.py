@@ -51,6 +51,7 @@ MODE_STATE = {"leader": "leading", "standalone": "leading", "follower": "followi
 # What ends each fault. `local-cluster.py up` names no server: it starts every
 # one that is not running, so it ends every kill and stop.
 REPAIRS = {"kill": ("start", "up"), "stop": ("start", "up"), "pause": ("resume",),
+           "freeze": ("thaw",),   # a client's process group (chaos.py): freeze zoo2 worker-3
            "halt": ("up",), "partition": ("heal",)}
 
 
@@ -133,6 +134,8 @@ def fault_bands(events, end):
         if f["verb"] == "partition":
             label = (f"cut {machines[0]} off" if len(machines) == 1
                      else f"cut the {'-'.join(machines)} link")
+        elif f["verb"] == "freeze":
+            label = f"freeze {'/'.join(machines)}"
         else:
             label = f"{f['verb']} {' '.join(machines)}"
         bands.append(Fault(f["start"], f["stop"] or end, label, f["verb"], machines, f["done"]))
@@ -203,7 +206,8 @@ def gather(state_dir, logs, run_dir=None):
 
 LEFT, RIGHT, WIDTH = 130, 20, 1200
 # Lines drawn red: a connection or session in trouble, a write that failed.
-TROUBLE = re.compile(r"^(connection suspended|session lost|failed |unknown )")
+TROUBLE = re.compile(r"^(connection suspended|session lost|failed |unknown |lost the lock|"
+                     r"REJECTED|write \d+: REJECTED)")
 TEXT = 'font-family="sans-serif" font-size="12"'
 
 
@@ -242,7 +246,8 @@ def draw(data, title):
     # could be read as neither.
     row_ends = [0.0, 0.0]
     server_tops = {name: top for kind, name, _, top in rows if kind == "server"}
-    for start_, stop, label, _, machines, _ in data["faults"]:
+    lane_tops = {name: top for kind, name, _, top in rows}
+    for start_, stop, label, verb, machines, _ in data["faults"]:
         left, right = x(start_), max(x(stop), x(start_) + 2)
         free = [r for r in (0, 1) if row_ends[r] <= left]
         row = free[0] if free else min((0, 1), key=lambda r: row_ends[r])
@@ -257,7 +262,9 @@ def draw(data, title):
         # naming no server drawn here shades the page.
         tip = (f'<title>{html.escape(label)}: {clock(start_)} to {clock(stop)} '
                f'({seconds(stop, start_):.1f} s)</title>')
-        hit = [server_tops[m] for m in machines if m in server_tops]
+        frozen = "/".join(machines) if verb == "freeze" else None   # a client's lane
+        hit = [lane_tops[frozen]] if frozen in lane_tops else \
+            [server_tops[m] for m in machines if m in server_tops]
         spans = [(19 + 14 * row, 14)] + ([(top - 2, 24) for top in hit] if hit
                                          else [(47, height - 47)])
         svg.append('<g class="fault">' + "".join(

@@ -171,6 +171,65 @@ def test_a_session_lost_with_a_quorum_is_caught_and_one_cut_off_is_not(tmp_path,
     assert checked(tmp_path, monkeypatch)["failures"] == []
 
 
+FROZEN = {"events.log": [(10, "begin freeze zoo2 worker-1"), (10.05, "end freeze zoo2 worker-1"),
+                         (23, "begin thaw zoo2 worker-1"), (23.05, "end thaw zoo2 worker-1")],
+          "zoo3/worker-1.log": [(0.5, "staying 35.0 s"), (21, "became leader"),
+                                (30, "no longer leader (exiting)")]}
+
+
+def test_a_frozen_elector_leads_until_its_freeze_and_must_step_down_when_let_go(
+        tmp_path, monkeypatch):
+    """zoo2's elector leads and is frozen from 10 s to 23 s; its session
+    expires and zoo3's leads from 21 s. Let go, zoo2's says at once that its
+    lease ran out: a frozen process does nothing, so its term ended at the
+    freeze, and its session loss is excused. Saying it 4 s later is caught."""
+    clean_history(tmp_path)
+    plant(tmp_path, FROZEN)
+    plant(tmp_path, {"zoo2/worker-1.log": [
+        (23.1, "no longer leader (ZooKeeper has not confirmed the session for 13.0 s: cut off "
+               "from the majority?)"),
+        (23.2, "session lost: ZooKeeper expired it, and its ephemeral znodes are gone"),
+        (31, "became leader")]})
+    figures = checked(tmp_path, monkeypatch)
+    assert figures["failures"] == [] and figures["overlaps"] == 0, figures["failures"]
+    page = (tmp_path / "timeline.html").read_text()
+    assert "freeze zoo2/worker-1" in page
+    # Planted: it leads on for 4 s after it was let go.
+    bad = tmp_path / "bad"
+    clean_history(bad)
+    plant(bad, FROZEN)
+    plant(bad, {"zoo2/worker-1.log": [(27, "no longer leader (exiting)"), (31, "became leader")]})
+    failures = checked(bad, monkeypatch)["failures"]
+    assert failures == [f"elections: zoo2/worker-1 led on after it was let go at "
+                        f"{T0 + datetime.timedelta(seconds=23.05)}"], failures
+
+
+def test_a_store_that_does_not_check_tokens_is_caught(tmp_path, monkeypatch):
+    """The fencing check reads the store's file of accepted writes: a token
+    lower than one accepted before it is a write the lock should have
+    stopped. A store that checks has refused it (its log says so)."""
+    clean_history(tmp_path)
+    writes = [(11, "token 0x100000005 10.0.10.101 pid 7 write 1"),
+              (12, "token 0x100000005 10.0.10.101 pid 7 write 2"),
+              (25, "token 0x100000009 10.0.10.102 pid 8 write 1")]
+    plant(tmp_path, {"zoo3/store-1.txt": writes, "zoo3/store-1.log": [
+        (26, "REJECTED  token 0x100000005 < highest 0x100000009: 10.0.10.101 pid 7 write 3")]})
+    figures = checked(tmp_path, monkeypatch)
+    assert figures["failures"] == [], figures["failures"]
+    assert (figures["fenced_writes"], figures["stale_writes_refused"],
+            figures["stale_writes_accepted"]) == (3, 1, 0)
+    # Planted: a store that does not check took the late write.
+    plant(tmp_path, {"zoo3/store-1.txt": [(26, "token 0x100000005 10.0.10.101 pid 7 write 3")]})
+    figures = checked(tmp_path, monkeypatch)
+    assert figures["failures"] == [
+        "fencing: 1 writes accepted with a token lower than one accepted before: store-1.txt: "
+        "token 0x100000005 accepted after 0x100000009 (10.0.10.101 pid 7 write 3, at "
+        "2026-11-30 07:00:26.000)"], figures["failures"]
+    # A store that started again forgets: its own file starts afresh.
+    plant(tmp_path, {"zoo3/store-1.txt": [], "zoo3/store-2.txt": writes[:1]})
+    assert checked(tmp_path, monkeypatch)["stale_writes_accepted"] == 1
+
+
 def test_a_log_stamped_in_another_time_zone_is_caught(tmp_path, monkeypatch):
     """Seen before every stamp was UTC: under TZ=Asia/Tokyo the host's logs
     were 9 hours off the lab machines'. A slid log lines its events up with
@@ -321,11 +380,14 @@ def test_a_short_chaos_run_in_the_lab_passes_and_leaves_the_lab_as_it_was():
     try:
         assert run.returncode == 0, said[-3000:]
         assert not unshown(expected, said), unshown(expected, said)
-        assert "chaos: every check passed: elections, watches, sessions, clocks, zxid, processes" in said
+        assert "chaos: every check passed: elections, watches, sessions, clocks, zxid, fencing, " \
+            "processes" in said
         folder = os.path.join(REPO, ".zkdemo", f"chaos-{LAB}")
         figures = json.load(open(os.path.join(folder, "chaos.json")))
         assert figures["failures"] == [] and figures["seed"] == 30
-        assert set(figures["faults"]) == set(chaos.FAULTS)   # seed 30 begins with each kind
+        # seed 30 begins with each kind; a client is frozen beside them
+        assert set(figures["faults"]) == set(chaos.FAULTS) | {"freeze"}
+        assert figures["fenced_writes"] > 20 and figures["stale_writes_accepted"] == 0
         assert figures["writes_ok"] > 100 and figures["watchers"] >= 4
         assert len(set(figures["zxids"].values())) == 1
         planned = chaos.schedule(30)
