@@ -392,6 +392,153 @@ def record(folder, lab, interval=0.2):
                 out.write(f"{now_stamp()} {name} {mode}\n")
 
 
+# --- the lock story (scripts/lock.py and store.py) -------------------------------------------------
+
+class LockTerm(NamedTuple):
+    holder: str                # its lane: "first holder (pid 8098)"
+    start: datetime.datetime   # "holding the lock"
+    end: datetime.datetime     # its last line about the lock: lost it, let go, or a write
+    token: str                 # 0x... or "-" with --no-fencing
+    why: str                   # how it ended, as it said
+
+
+class StoreMark(NamedTuple):
+    when: datetime.datetime
+    holder: str
+    verdict: str               # accepted, late (accepted inside a newer holder's term), rejected
+    line: str                  # the store's line, without its stamp
+
+
+def lock_story(holders, store_lines):
+    """What the lock story's picture draws, from the logs of one telling:
+    holders, {lane name: lock.py's stamped lines}, and store.py's lines.
+    Each holder's term runs from `holding the lock` to the last line it
+    printed about the lock; each write the store took or refused is a mark,
+    `late` when it was accepted from a holder while a newer one held the
+    lock (the overlap the token exists to stop)."""
+    terms, pids = [], {}
+    for name, lines in holders.items():
+        start = token = None
+        for line in lines:
+            said = message(line)
+            if found := re.search(r"pid (\d+): waiting for the lock", said):
+                pids[found.group(1)] = name
+            elif said.startswith("holding the lock"):
+                start = terms_end = stamp(line)
+                why = "still holding it at the end"
+                found = re.search(r"fencing token (0x[0-9a-f]+)", said)
+                token = found.group(1) if found else "-"
+            elif start and (said.startswith(("lost the lock", "time is up")) or
+                            re.match(r"write \d+: ", said)):
+                terms_end, why = stamp(line), said
+        if start:
+            terms.append(LockTerm(name, start, terms_end, token, why))
+    marks = []
+    for line in store_lines:
+        said = message(line)
+        found = re.search(r"pid (\d+) write \d+$", said)
+        if not found or found.group(1) not in pids:
+            continue
+        holder, when = pids[found.group(1)], stamp(line)
+        verdict = "rejected" if said.startswith("REJECTED") else "accepted"
+        newer = [t for t in terms if t.holder != holder and t.start <= when]
+        mine = [t for t in terms if t.holder == holder and t.start <= when]
+        if verdict == "accepted" and newer and mine and \
+                max(t.start for t in newer) > max(t.start for t in mine):
+            verdict = "late"
+        marks.append(StoreMark(when, holder, verdict, said))
+    return {"terms": sorted(terms, key=lambda t: t.start), "marks": marks}
+
+
+MARKS = {"accepted": ("#3366cc", "a write the store accepted"),
+         "late": ("#e6550d", "a late write the store accepted: the lock had passed on"),
+         "rejected": ("#d7301f", "a late write the store refused: its token is lower")}
+
+
+def draw_lock(panels, width=1000):
+    """One SVG: a panel per telling, (title, lock_story(), frozen (from, to)),
+    a lane per holder with its term as a bar and its freeze drawn over it, and
+    the store's lane with a mark per write."""
+    left, right, lane_h = 210, 20, 34
+    out, y = [], 10
+    for title, story, frozen in panels:
+        times = [t.start for t in story["terms"]] + [t.end for t in story["terms"]] + \
+            [m.when for m in story["marks"]] + list(frozen)
+        first, last = min(times), max(times)
+        span = max((last - first).total_seconds(), 1.0)
+        scale = (width - left - right) / span
+
+        def x(when):
+            return left + (when - first).total_seconds() * scale
+        out.append(f'<g class="panel" data-title="{html.escape(title)}">'
+                   f'<text x="10" y="{y + 14}" font-weight="bold">{html.escape(title)}</text>')
+        y += 36
+        lanes = {}
+        for term in story["terms"]:
+            lanes.setdefault(term.holder, y + lane_h * len(lanes) + 4)
+        store_top = y + lane_h * len(lanes) + 4
+        for t in range(0, int(span) + 1, 5):
+            out.append(f'<line x1="{left + t * scale:.1f}" y1="{y}" x2="{left + t * scale:.1f}" '
+                       f'y2="{store_top + 18}" stroke="#e4e4e4"/>'
+                       f'<text x="{left + t * scale:.1f}" y="{y - 4}" text-anchor="middle" '
+                       f'font-size="10" fill="#777">{t} s</text>')
+        for term in story["terms"]:
+            top = lanes[term.holder]
+            out.append(f'<text x="{left - 8}" y="{top + 12}" text-anchor="end">'
+                       f'{html.escape(term.holder)}</text><text x="{left - 8}" y="{top + 25}" '
+                       f'text-anchor="end" font-size="10" fill="#555">fencing token '
+                       f'{term.token}</text>')
+            out.append(f'<rect class="term" data-holder="{html.escape(term.holder)}" '
+                       f'data-token="{term.token}" x="{x(term.start):.1f}" y="{top}" '
+                       f'width="{max(x(term.end) - x(term.start), 2):.1f}" height="16" '
+                       f'fill="#1b7f3b"><title>{html.escape(term.holder)} held the lock, '
+                       f'token {term.token}, until: {html.escape(term.why)}</title></rect>')
+        if frozen and story["terms"]:
+            top = lanes[story["terms"][0].holder]
+            out.append(f'<rect class="frozen" x="{x(frozen[0]):.1f}" y="{top}" '
+                       f'width="{x(frozen[1]) - x(frozen[0]):.1f}" height="16" fill="#f3d9d3" '
+                       f'stroke="#d7301f" stroke-dasharray="4 2"/>'
+                       f'<text x="{x(frozen[0]) + 6:.1f}" y="{top + 12}" fill="#8c1d0e" '
+                       f'font-size="11">frozen (kill -STOP ... kill -CONT): it still believes '
+                       f'it holds the lock</text>')
+        out.append(f'<text x="{left - 8}" y="{store_top + 12}" text-anchor="end">store.py</text>'
+                   f'<line x1="{left}" y1="{store_top + 8}" x2="{width - right}" '
+                   f'y2="{store_top + 8}" stroke="#ccc"/>')
+        for mark in story["marks"]:
+            colour = MARKS[mark.verdict][0]
+            tall = 8 if mark.verdict == "accepted" else 13
+            out.append(f'<line class="mark" data-verdict="{mark.verdict}" '
+                       f'data-holder="{html.escape(mark.holder)}" x1="{x(mark.when):.1f}" '
+                       f'y1="{store_top + 8 - tall}" x2="{x(mark.when):.1f}" '
+                       f'y2="{store_top + 8 + tall}" stroke="{colour}" '
+                       f'stroke-width="{2 if tall == 8 else 4}">'
+                       f'<title>{html.escape(mark.line)}</title></line>')
+            if mark.verdict != "accepted":
+                label = ("the first holder's late write, accepted" if mark.verdict == "late" else
+                         "REJECTED " + " < ".join(re.findall(r"0x[0-9a-f]+", mark.line)[:2]))
+                out.append(f'<text x="{x(mark.when) + 6:.1f}" y="{store_top + 30}" '
+                           f'fill="{colour}" font-size="11">{html.escape(label)}</text>')
+        y = store_top + 52
+        out.append('</g>')
+    legend = [f'<rect x="14" y="{{y}}" width="12" height="12" fill="#1b7f3b"/>',
+              f'<rect x="14" y="{{y}}" width="12" height="12" fill="#f3d9d3" stroke="#d7301f" '
+              f'stroke-dasharray="3 2"/>']
+    texts = ['a holder\'s term: from "holding the lock" to its last word on it',
+             "frozen: the process does not run, and its session expires meanwhile"]
+    for colour, text in MARKS.values():
+        legend.append(f'<line x1="20" y1="{{y}}" x2="20" y2="{{y12}}" stroke="{colour}" '
+                      f'stroke-width="3"/>')
+        texts.append(text)
+    for shape, text in zip(legend, texts):
+        out.append(shape.format(y=y, y12=y + 12) +
+                   f'<text x="34" y="{y + 11}">{html.escape(text)}</text>')
+        y += 18
+    y += 8
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {y}" width="{width}" '
+            f'height="{y}" {TEXT}><rect width="100%" height="100%" fill="white"/>'
+            + "".join(out) + "</svg>\n")
+
+
 def render_png(page, png):
     """The page as a PNG, by Debian's headless Chromium (offline: no network
     features, a profile of its own)."""

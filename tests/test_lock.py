@@ -17,7 +17,8 @@ import subprocess
 
 import pytest
 
-from conftest import NET, REPO, TIMESTAMP, ScriptProcess, run_script, wait_until
+from conftest import NET, REPO, TIMESTAMP, run_script, utc_now, wait_until
+from timeline import draw_lock, lock_story
 from test_readme import (DEMO_IPS, LOCK_STORY, README, as_printed, localize, reader,  # noqa: F401
                          subsection, unshown)
 
@@ -85,7 +86,7 @@ def test_the_readmes_lock_story_both_ways(reader, tmp_path):
     reader.run("python3 provision/local-cluster.py up", None)
     reader.run("export ZKDEMO_HOSTS=" + ",".join(f"{ip}:2181" for ip in DEMO_IPS), None)
     reader.run(". .venv/bin/activate", None)
-    terminals, ended, frozen, output = {}, {}, None, ""
+    terminals, ended, frozen, output, freezes = {}, {}, None, "", []
 
     def end_holders(holders):
         for terminal in holders:
@@ -130,12 +131,14 @@ def test_the_readmes_lock_story_both_ways(reader, tmp_path):
                                what="the first holder's second write")
                     frozen = re.search(r"pid (\d+): waiting", first.output()).group(1)
                     output += run(re.sub(r"\d+$", frozen, command))
+                    freezes.append([utc_now()])
                 elif command.startswith("kill -CONT"):
                     # "When it has written twice": the second holder.
                     second = terminals["fourth"]
                     wait_until(lambda: second.shows("write 2: accepted"), 60,
                                what="the second holder to take the lock and write twice")
                     output += run(re.sub(r"\d+$", frozen, command))
+                    freezes[-1].append(utc_now())
                 else:
                     output += reader.run(command, None)
         end_holders(runs[-1])   # both end on their own: one loses the lock, one's time is up
@@ -169,6 +172,26 @@ def test_the_readmes_lock_story_both_ways(reader, tmp_path):
     tokens = [int(w[0], 16) for w in writes if w[0] != "-"]
     assert tokens and tokens == sorted(tokens), writes
     assert int(re.search(r"fencing token (0x[0-9a-f]+)", fenced[1].output()).group(1), 16) == newer
+
+    # The picture's data, from these logs: the late write is drawn accepted
+    # inside the new holder's term without tokens, and refused with them.
+    store_lines = terminals["second"].output().splitlines()
+    panels = []
+    for (first, second), (stopped, resumed), title in zip(runs, freezes, (
+            "without fencing tokens (--no-fencing)", "with fencing tokens")):
+        story = lock_story({f"first holder (pid {pid_of(first)})": first.output().splitlines(),
+                            f"second holder (pid {pid_of(second)})":
+                                second.output().splitlines()}, store_lines)
+        verdicts = [(m.holder.split()[0], m.verdict) for m in story["marks"]]
+        late = "late" if title.startswith("without") else "rejected"
+        assert ("first", late) in verdicts and \
+            {"late", "rejected"} - {late} - {v for _, v in verdicts}, verdicts
+        assert [t.holder.split()[0] for t in story["terms"]] == ["first", "second"], story
+        assert story["terms"][0].start < stopped < story["terms"][1].start < resumed
+        panels.append((title, story, (stopped, resumed)))
+    if os.environ.get("ZKDEMO_DRAW_LOCK"):   # how docs/lock-timeline.svg is made
+        with open(os.environ["ZKDEMO_DRAW_LOCK"], "w") as f:
+            f.write(draw_lock(panels))
 
 
 def pid_of(holder):

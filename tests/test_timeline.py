@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, require, run_script, script_command, wait_until
 import timeline
 
@@ -272,3 +274,84 @@ def test_workers_logs_are_read_only_from_a_folder_of_the_users_alone(tmp_path):
     assert "worker-1" not in page
     said, page = drawn(private)
     assert said == "" and "worker-1" in page and "worker-2" not in page
+
+
+def lock_telling(fencing):
+    """The lock story's logs, planted: the first holder writes twice, is
+    frozen at 2.5 s, its session expires, the second holder takes the lock at
+    13 s and writes twice, and the first, let go at 15.2 s, writes late."""
+    token = ("0x10000000c", "0x10000000e") if fencing else ("-", "-")
+    told = "fencing token %s (its czxid)" if fencing else "no fencing token (--no-fencing)%.0s"
+    first = [at(0, "127.0.0.1 pid 8116: waiting for the lock /zkdemo-locks/demo"),
+             at(0.02, "holding the lock: /zkdemo-locks/demo/a__lock__0000000002, " +
+                told % token[0]),
+             at(1, "write 1: accepted"), at(2, "write 2: accepted")]
+    second = [at(0.1, "127.0.0.1 pid 8122: waiting for the lock /zkdemo-locks/demo"),
+              at(13, "holding the lock: /zkdemo-locks/demo/b__lock__0000000003, " +
+                 told % token[1]),
+              at(14, "write 1: accepted"), at(15, "write 2: accepted"),
+              at(16, "write 3: accepted"), at(23, "time is up: letting go of the lock")]
+    if fencing:
+        store = [at(1, "accepted  token 0x10000000c (highest so far): 127.0.0.1 pid 8116 write 1"),
+                 at(2, "accepted  token 0x10000000c (highest so far): 127.0.0.1 pid 8116 write 2"),
+                 at(14, "accepted  token 0x10000000e (highest so far): 127.0.0.1 pid 8122 write 1"),
+                 at(15, "accepted  token 0x10000000e (highest so far): 127.0.0.1 pid 8122 write 2"),
+                 at(15.2, "REJECTED  token 0x10000000c < highest 0x10000000e: 127.0.0.1 pid "
+                    "8116 write 3"),
+                 at(16, "accepted  token 0x10000000e (highest so far): 127.0.0.1 pid 8122 write 3")]
+        first += [at(15.2, "write 3: REJECTED: the store has seen fencing token 0x10000000e, "
+                     "newer than ours (0x10000000c)"),
+                  at(15.21, "lost the lock: another process holds it now")]
+    else:
+        store = [at(s, f"accepted  without a token (nothing to check): 127.0.0.1 pid {pid} "
+                       f"write {n}") for s, pid, n in ((1, 8116, 1), (2, 8116, 2), (14, 8122, 1),
+                                                       (15, 8122, 2), (15.2, 8116, 3),
+                                                       (16, 8122, 3))]
+        first += [at(15.2, "write 3: accepted"),
+                  at(15.21, "lost the lock: ZooKeeper expired the session, and deleted the "
+                            "lock znode")]
+    holders = {"first holder (pid 8116)": [line.rstrip("\n") for line in first],
+               "second holder (pid 8122)": [line.rstrip("\n") for line in second]}
+    frozen = (T0 + datetime.timedelta(seconds=2.5), T0 + datetime.timedelta(seconds=15.1))
+    return timeline.lock_story(holders, [line.rstrip("\n") for line in store]), frozen
+
+
+@pytest.mark.parametrize("fencing", [False, True])
+def test_the_lock_story_marks_the_late_write_accepted_without_tokens_refused_with(fencing):
+    story, _ = lock_telling(fencing)
+    terms = [(t.holder.split()[0], t.token) for t in story["terms"]]
+    assert terms == ([("first", "0x10000000c"), ("second", "0x10000000e")] if fencing
+                     else [("first", "-"), ("second", "-")])
+    assert story["terms"][0].end == T0 + datetime.timedelta(seconds=15.21)
+    assert story["terms"][0].why.startswith("lost the lock")
+    verdicts = [(m.holder.split()[0], m.verdict) for m in story["marks"]]
+    late = "rejected" if fencing else "late"
+    assert verdicts == [("first", "accepted"), ("first", "accepted"), ("second", "accepted"),
+                        ("second", "accepted"), ("first", late), ("second", "accepted")]
+
+
+def test_the_committed_lock_picture_shows_one_late_write_each_way():
+    """docs/lock-timeline.svg, drawn from a real telling by test_lock.py
+    (ZKDEMO_DRAW_LOCK): the panel without tokens has the late write accepted,
+    the one with tokens has it refused, and both show the freeze."""
+    with open(os.path.join(REPO, "docs", "lock-timeline.svg")) as f:
+        svg = f.read()
+    panels = re.findall(r'<g class="panel" data-title="([^"]*)">(.*?)</g>', svg, re.S)
+    assert [title for title, _ in panels] == ["without fencing tokens (--no-fencing)",
+                                              "with fencing tokens"]
+    for (title, body), late in zip(panels, ("late", "rejected")):
+        verdicts = re.findall(r'data-verdict="(\w+)"', body)
+        assert verdicts.count(late) == 1 and set(verdicts) == {"accepted", late}, (title, verdicts)
+        assert body.count('class="frozen"') == 1
+        assert re.findall(r'class="term" data-holder="(\w+)', body) == ["first", "second"]
+
+
+def test_a_drawn_lock_story_has_its_marks_and_legend(tmp_path):
+    panels = [(title, *lock_telling(fencing)) for title, fencing in (
+        ("without fencing tokens (--no-fencing)", False), ("with fencing tokens", True))]
+    svg = timeline.draw_lock(panels)
+    assert svg.count('data-verdict="late"') == 1 and svg.count('data-verdict="rejected"') == 1
+    assert "REJECTED 0x10000000c &lt; 0x10000000e" in svg
+    if os.environ.get("ZKDEMO_DRAW_LOCK"):
+        with open(os.environ["ZKDEMO_DRAW_LOCK"], "w") as f:
+            f.write(svg)
