@@ -42,6 +42,16 @@ def test_help_explains_the_script(name):
     assert len(result.stdout.splitlines()) > 8
 
 
+@pytest.mark.parametrize("name", SCRIPTS + ["status.py"])
+def test_each_script_runs_by_its_path_as_the_readme_runs_it(name):
+    """`scripts/NAME.py` on its own, as the lab and VM commands run them:
+    executable, with a python3 shebang."""
+    path = os.path.join(REPO, "scripts", name)
+    assert os.access(path, os.X_OK), f"{name} is not executable (chmod +x, and commit the mode)"
+    with open(path) as f:
+        assert f.readline() == "#!/usr/bin/env python3\n"
+
+
 @pytest.mark.parametrize("name", ["watch.py", "get.py", "acl-lockdown.py", "create-with-acls.py"])
 def test_nothing_listening_is_one_line_well_before_the_timeout(name):
     """Every server refuses the connection (none runs): a script says so
