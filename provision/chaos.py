@@ -43,6 +43,7 @@ import glob
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -69,7 +70,11 @@ FAULTS = {"kill": 3, "pause": 2, "cut off": 2, "cut link": 2, "halt": 1}
 SESSION_TIMEOUT = 10.0   # the scripts' (zkdemo.connect)
 STORE, STORE_MACHINE = "10.0.10.103:7000", "zoo3"   # store.py
 HOLDERS = ("zoo1", "zoo2")   # a lock.py on each, taking the lock in turn
-FREEZE_GAP, FREEZE = (15, 30), (12, 16)   # seconds between freezes, and of each: past the session
+# Seconds between freezes, and of each: past the 10 s session, which ZooKeeper
+# expires 10 to 14 s after it last heard of it (tick 2 s), and past the new
+# holder's first write, a second after it takes the lock: let go sooner, the
+# frozen holder's late write reaches the store first, and is accepted.
+FREEZE_GAP, FREEZE = (15, 30), (16, 20)
 
 
 class ChaosError(ToolError):
@@ -338,10 +343,19 @@ def nemesis(planned, minutes, runs):
     return done
 
 
+def holding(clients):
+    """The lock holders among the clients that hold the lock and whose last
+    write the store accepted (the store is up: let go, they will write late)."""
+    return [c for c in clients if c[2] and "/holder-" in c[0] and
+            re.fullmatch(r"write \d+: accepted",
+                         history.message((read(os.path.join(RUN, f"{c[0]}.log")) or [""])[-1]))]
+
+
 def freezer(seed, deadline, runs, freezes):
     """Beside the nemesis, every 15 to 30 s: a client frozen past its session
     timeout and let go, half the time one that holds the lock or leads (the
-    first time, the lock's holder: every run shows a late write)."""
+    first time, the lock's holder, waited for a while if none holds it: so
+    a run shows a late write)."""
     rng = random.Random(f"freeze {seed}")
     first = True
     while True:
@@ -350,10 +364,19 @@ def freezer(seed, deadline, runs, freezes):
         if runs.stopping.wait(gap) or time.monotonic() + length > deadline:
             return
         found = [client for m in MACHINES for client in runs.clients(m)]
+        # The first time, wait a while for a holder that holds and writes (a
+        # fault may have sent them all back to waiting, or stopped the store).
+        until = time.monotonic() + FREEZE_GAP[1]
+        while first and not holding(found) and time.monotonic() < until:
+            if runs.stopping.wait(0.5):
+                return
+            found = [client for m in MACHINES for client in runs.clients(m)]
+        if time.monotonic() + length > deadline:
+            return
         chosen = [c for c in found if c[2]] if busy else \
             [c for c in found if c[0].startswith(f"{machine}/")]
         if first:
-            chosen = [c for c in found if c[2] and "/holder-" in c[0]] or chosen
+            chosen = holding(found) or chosen
         chosen = chosen or found
         if not chosen:
             continue
@@ -735,9 +758,10 @@ def summary(figures):
     return (f"faults: {faults}; leadership changes {figures['leadership_changes']}; "
             f"overlaps {figures['overlaps']}; writes {figures['writes_ok']} "
             f"({figures['writes_unsure']} znodes unsure); events lost {figures['events_lost']} "
-            f"over {figures['watchers']} watch.py runs; fencing: {figures['fenced_writes']} "
-            f"writes with a token accepted, {figures['stale_writes_refused']} stale ones "
-            f"refused, {figures['stale_writes_accepted']} accepted; recovery p50/max: {recovery}")
+            f"over {figures['watchers']} watch.py runs; fencing: tokened writes accepted "
+            f"{figures['fenced_writes']}, stale writes refused {figures['stale_writes_refused']}, "
+            f"stale writes accepted {figures['stale_writes_accepted']}; "
+            f"recovery p50/max: {recovery}")
 
 
 # --- the writer (runs on zoo1) -----------------------------------------------------------------

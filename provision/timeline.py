@@ -39,6 +39,7 @@ from history import Term, message, overlaps, stamp
 from zkensemble import REPO, Parser, UsageError, run_tool, stamp as now_stamp
 
 LABEL_PX = 6.5   # the width of a character of a fault's label, at the page's font size
+LABEL_ROWS = 3   # rows of fault labels above the lanes
 STATES = {  # a server's state: its colour, and what the legend calls it
     "leading": ("#1b7f3b", "leading"), "following": ("#8fd18f", "following"),
     "electing": ("#f0a202", "electing (not serving)"), "down": ("#9e9e9e", "down"),
@@ -226,7 +227,7 @@ def draw(data, title):
     def clock(when):
         return when.strftime("%H:%M:%S.%f")[:-3]
 
-    rows, y = [], 54
+    rows, y = [], 40 + 14 * LABEL_ROWS
     for name, lane in data["servers"].items():
         rows.append(("server", name, lane, y))
         y += 28
@@ -240,17 +241,17 @@ def draw(data, title):
     height = y + 10
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
            f'width="{WIDTH}" height="{height}" {TEXT}>']
-    # Two rows above the lanes: each fault gets a strip with its label in a
-    # row free at its start. A fault with no free row is drawn all the same,
+    # LABEL_ROWS rows above the lanes: each fault gets a strip with its label
+    # in a row free at its start. A fault with no free row is drawn all the same,
     # its label left out (pointing at it names it): a label over another
     # could be read as neither.
-    row_ends = [0.0, 0.0]
+    row_ends = [0.0] * LABEL_ROWS
     server_tops = {name: top for kind, name, _, top in rows if kind == "server"}
     lane_tops = {name: top for kind, name, _, top in rows}
     for start_, stop, label, verb, machines, _ in data["faults"]:
         left, right = x(start_), max(x(stop), x(start_) + 2)
-        free = [r for r in (0, 1) if row_ends[r] <= left]
-        row = free[0] if free else min((0, 1), key=lambda r: row_ends[r])
+        free = [r for r in range(LABEL_ROWS) if row_ends[r] <= left]
+        row = free[0] if free else min(range(LABEL_ROWS), key=lambda r: row_ends[r])
         text = ""
         if free:
             row_ends[row] = left + 3 + LABEL_PX * len(label) + 6
@@ -266,7 +267,8 @@ def draw(data, title):
         hit = [lane_tops[frozen]] if frozen in lane_tops else \
             [server_tops[m] for m in machines if m in server_tops]
         spans = [(19 + 14 * row, 14)] + ([(top - 2, 24) for top in hit] if hit
-                                         else [(47, height - 47)])
+                                         else [(33 + 14 * LABEL_ROWS,
+                                                 height - 33 - 14 * LABEL_ROWS)])
         svg.append('<g class="fault">' + "".join(
             f'<rect x="{left:.1f}" y="{top}" width="{right - left:.1f}" height="{tall}" '
             f'fill="#d7301f" fill-opacity="0.12" stroke="#d7301f" stroke-opacity="0.4">'

@@ -48,7 +48,7 @@ def test_a_kill_ends_where_up_brought_the_server_back(tmp_path):
 
 
 def test_the_legend_names_only_what_is_drawn_and_fault_labels_never_overlap(tmp_path):
-    """Three faults a second apart: two labels fit, the third is left out
+    """Four faults a second apart: three labels fit, the fourth is left out
     (its band still says what it was), and each shades only the lanes of the
     servers it hit; no server was cut off, so the legend does not offer "cut off"."""
     plant(tmp_path, {
@@ -57,13 +57,15 @@ def test_the_legend_names_only_what_is_drawn_and_fault_labels_never_overlap(tmp_
         "events.log": [(10, "begin partition zoo2 zoo3"), (10.05, "end partition zoo2 zoo3"),
                        (11, "begin kill zoo3"), (11.1, "end kill zoo3"),
                        (12, "begin pause zoo2"), (12.1, "end pause zoo2"),
+                       (13, "begin halt zoo3"), (13.1, "end halt zoo3"),
                        (20, "begin heal"), (20.1, "end heal"), (21, "begin start zoo3"),
                        (21.5, "end start zoo3"), (22, "begin resume zoo2"),
                        (22.1, "end resume zoo2")]})
     page = timeline.draw(timeline.gather(str(tmp_path), [], str(tmp_path)), "planted")
-    assert page.count('<g class="fault">') == 3
+    assert page.count('<g class="fault">') == 4
     labels = re.findall(r'<text class="fault-label" x="([\d.]+)" y="(\d+)"[^>]*>([^<]*)<', page)
-    assert [text for _, _, text in labels] == ["cut the zoo2-zoo3 link", "kill zoo3"]
+    assert [text for _, _, text in labels] == ["cut the zoo2-zoo3 link", "kill zoo3",
+                                               "pause zoo2"]
     spans = [(int(y), float(x), float(x) + timeline.LABEL_PX * len(text)) for x, y, text in labels]
     for a, b in zip(spans, spans[1:]):
         assert a[0] != b[0] or a[2] <= b[1], labels
