@@ -616,3 +616,60 @@ def test_the_readmes_synced_read_through_a_cut_off_leader_is_stale(lab_machines)
         f"no stale synced read after {path} was written at {written}:\n" + \
         "\n".join(synced.lines)
     assert not any("Traceback" in line for line in synced.lines)
+
+
+def test_the_readmes_lock_holder_cut_off_in_the_lab(lab_machines):
+    """The README's lab lock story, run as printed: a holder on zoo1 cut off
+    mid-write, its lock taken by the holder on zoo2; after the heal the
+    write the cut held reaches the store, which refuses it for its lower
+    token, and the holder says it lost the lock."""
+    from test_lab import ENV, LAB_PY, lab, zk_leader
+    text = subsection(open(README).read(), "A lock holder cut off")
+    body = re.search(r"```sh\n(.*?)```\n", text, re.S).group(1)
+    third, store = re.findall(r"```text\n(.*?)```\n", text, re.S)
+    leader = zk_leader()
+    names = {"zoo1": "zoo2", "zoo2": "zoo1"} if leader == "zoo1" else {}   # as it says
+    terminals, output = {}, ""
+    try:
+        for line in body.splitlines():
+            command, _, comment = line.partition("  #")
+            words = swapped(command, names).split()
+            assert words[:2] == ["python3", "provision/lab.py"], line
+            argv = [sys.executable, LAB_PY, *words[2:]]
+            if started := re.search(r"in a (\w+) terminal", comment):
+                process = terminals[started.group(1)] = OutputProcess(argv, env=ENV)
+                process.wait_for(lambda m: m.startswith("listening on") or
+                                 "waiting for the lock" in m, 60,
+                                 what=f"the {started.group(1)} terminal's first line")
+                if "lock.py" in command and len(terminals) == 2:
+                    process.wait_for(lambda m: m.startswith("holding the lock"), 30,
+                                     what="the first holder to hold the lock")
+                continue
+            if when := re.search(r"when the (\w+) terminal has written twice", comment):
+                terminals[when.group(1)].wait_for(lambda m: m == "write 2: accepted", 90,
+                                                  what=f"the {when.group(1)} terminal's write 2")
+            result = as_printed(argv, 120, env=ENV)
+            assert result.returncode == 0, result.stdout
+            output += result.stdout
+        cut_off = terminals["third"]
+        assert cut_off.wait(120) == 1, output + "\n".join(cut_off.lines) + cut_off.stderr
+        assert not unshown(third.splitlines(), "\n".join(cut_off.lines)), \
+            "\n".join(cut_off.lines)
+        stored = terminals["second"]
+        wait_until(lambda: any(m.startswith("REJECTED") for m in stored.messages()), 10,
+                   what="the store's REJECTED line")
+        assert not unshown(store.splitlines(), "\n".join(stored.lines)), "\n".join(stored.lines)
+        # The refused write is the one the cut held: sent before the new holder
+        # took the lock, answered after its writes.
+        newer = terminals["fourth"]
+        took_over = stamp(next(l for l in newer.lines if " holding the lock" in l))
+        refused = next(l for l in stored.lines if " REJECTED " in l)
+        late = re.search(r"write (\d+)$", refused).group(1)
+        before = [l for l in cut_off.lines if re.search(r" write \d+: accepted$", l)]
+        assert int(late) == len(before) + 1 and stamp(before[-1]) < took_over < stamp(refused)
+        assert not any("Traceback" in line for p in terminals.values() for line in p.lines)
+    finally:
+        for process in terminals.values():
+            if process.proc.poll() is None:
+                process.stop(signal.SIGINT)
+        lab("heal", check=False)
