@@ -54,10 +54,13 @@ class Holder:
         self.changed = threading.Condition()
         self.node = None       # the lock znode, once we hold the lock
         self.deleted = False   # another client deleted it
+        self.expired = False   # the session expired while we held the lock (kazoo may be in
+                               # a new session since: the state alone would not say)
 
     def on_state(self, state):
         with self.changed:
             self.state = state
+            self.expired = self.expired or (state == KazooState.LOST and self.node is not None)
             self.changed.notify_all()
 
     def on_node(self, event):
@@ -70,32 +73,34 @@ class Holder:
         """True while the lock is still ours; raise Lost when it is not.
         With the connection down, wait (until `until`, then False) for
         ZooKeeper's word: the session may be alive, or expired."""
-        with self.changed:
-            suspended = self.state == KazooState.SUSPENDED
-            if suspended:
-                log("not writing until ZooKeeper answers: the lock may be lost")
-            while self.state == KazooState.SUSPENDED and time.monotonic() < until:
-                self.changed.wait(until - time.monotonic())
-            state, deleted = self.state, self.deleted
-        if state == KazooState.LOST:
-            raise Lost("ZooKeeper expired the session, and deleted the lock znode")
-        if deleted:
-            raise Lost(f"another client deleted {self.node}")
-        if state != KazooState.CONNECTED:
-            return False
-        if not self.watch():
-            raise Lost(f"{self.node} is gone")
-        if suspended:
-            log("the lock is still ours: the same session, and its znode is there")
-        return True
-
-    def watch(self):
-        """Watch our lock znode again (kazoo drops watches with the
-        connection); False if it is gone."""
-        try:
-            return self.zk.exists(self.node, watch=self.on_node) is not None
-        except CONNECTION_ERRORS:
-            return True   # the listener has the news; the next check waits for it
+        said = False
+        while True:
+            with self.changed:
+                if self.state == KazooState.SUSPENDED and not said:
+                    log("not writing until ZooKeeper answers: the lock may be lost")
+                    said = True
+                while self.state == KazooState.SUSPENDED and time.monotonic() < until:
+                    self.changed.wait(until - time.monotonic())
+                state, deleted, expired = self.state, self.deleted, self.expired
+            if expired:
+                raise Lost("ZooKeeper expired the session, and deleted the lock znode")
+            if deleted:
+                raise Lost(f"another client deleted {self.node}")
+            if state != KazooState.CONNECTED:
+                return False
+            try:   # look at our znode again, and watch it (kazoo drops watches with the connection)
+                if self.zk.exists(self.node, watch=self.on_node) is None:
+                    raise Lost(f"{self.node} is gone")
+            except CONNECTION_ERRORS:
+                # The connection went under us: kazoo is about to say so.
+                with self.changed:
+                    self.changed.wait(max(0.0, min(1.0, until - time.monotonic())))
+                if time.monotonic() >= until:
+                    return False
+                continue
+            if said:
+                log("the lock is still ours: the same session, and its znode is there")
+            return True
 
 
 class Store:
@@ -154,8 +159,11 @@ def main():
         log(f"{me}: waiting for the lock {lock.path}")
         lock.acquire()
         holder.node = f"{lock.path}/{lock.node}"
-        token = zk.exists(holder.node).czxid   # the zxid that created our znode
-        holder.watch()
+        # One read: our znode's czxid (the zxid that created it) and a watch on it.
+        found = zk.exists(holder.node, watch=holder.on_node)
+        if found is None:
+            raise Lost(f"{holder.node} is gone")
+        token = found.czxid
         if args.no_fencing:
             log(f"holding the lock: {holder.node}, no fencing token (--no-fencing)")
             token = None
@@ -175,6 +183,8 @@ def main():
                 raise Lost("another process holds it now")
             log(f"write {writes}: accepted")
             next_write = max(next_write + 1, time.monotonic() + 1)
+        if holder.expired:
+            raise Lost("ZooKeeper expired the session, and deleted the lock znode")
         if zk.state != KazooState.CONNECTED:
             log("time is up, with the connection down: the lock may be gone already")
             return 1
