@@ -4,7 +4,8 @@
 #                ($ZKDEMO_IPS and $ZKDEMO_STATE_DIR put it elsewhere)
 #   make test    the test suite, against ensembles of its own (TESTS=... narrows it,
 #                JOBS=N sets how many files run at once)
-#   make bench   failover, watch latency, cold start and scale, on an ensemble of its own;
+#   make bench   failover, lock handover, watch latency, cold start and scale, on an
+#                ensemble of its own;
 #                as root, also the lab's and the VMs' memory and timings
 #                (BENCH_ONLY=lab,vms runs only the steps named)
 #   make down    stop the loopback ensemble

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""`make bench`: election failover, watch latency, cold start and scale.
+"""`make bench`: election failover, lock handover, watch latency, cold start and scale.
 
 It brings up a loopback ensemble of its own (127.0.80.101-103, tick 200 ms,
 state in .zkdemo/bench), measures, prints a table and writes JSON to
 $BENCH_JSON (default .zkdemo/bench.json). $BENCH_ONLY (failover,
-failover_scaling, crash_failover, watch, cold_start, scale, workers,
+failover_scaling, lock_handover, crash_failover, watch, cold_start, scale, workers,
 reconnect, lab, vms; comma separated) runs only those steps. Every time comes from the measured
 processes' own timestamped lines (the same clock, to the microsecond, with
 ZKDEMO_LOG_PRECISION=us) or from this harness's wall clock around whole
@@ -280,6 +280,64 @@ def failover_scaling(hosts, zk, sizes=(50, 200), changes=10):
     return rows
 
 
+# --- lock handover ----------------------------------------------------------------
+
+STORE = "127.0.80.100:7000"
+
+
+def lock_handover(hosts, zk, deleter, watcher_host, batches=3, holders=12):
+    """lock.py's handover: a queue of holders, each holding the lock 1.5 s
+    (one write) and letting go; release (`time is up: letting go`) -> the
+    next holder's `holding the lock`, and -> its first write accepted at
+    store.py (lock.py waits a second after taking the lock before its first
+    write: that second is in this figure and taken out of the next). A floor
+    sample is taken while the first of each queue holds, among the waiting
+    holders."""
+    store = Proc(script_command("store.py", "--listen", STORE, "--file",
+                                os.path.join(REPO, ".zkdemo", "bench-store.txt")))
+    wait_for(lambda: store.first(f"listening on {STORE}"), 30, "store.py")
+    held, written, woken = [], [], []
+    try:
+        for _ in range(batches):
+            queue = []
+            floor = Floor(deleter, watcher_host, holders)
+            try:
+                for n in range(holders + 1):
+                    queue.append(Proc(script_command(
+                        "lock.py", "3600" if n == 0 else "1.5", "--name", "bench",
+                        "--store", STORE, "--hosts", hosts)))
+                    wait_for(lambda: len(zk.get_children("/zkdemo-locks/bench")
+                                         if zk.exists("/zkdemo-locks/bench") else []) > n,
+                             30, "a holder to queue")
+                wait_for(lambda: queue[0].first("holding the lock"), 30, "the first holder")
+                for _ in range(holders):
+                    time.sleep(QUIET_S)   # pacing the load, not waiting for anything
+                    woken.append(floor.sample()[0])
+            finally:
+                floor.close()
+            queue[0].stop()   # Ctrl-C's way: it deletes its znode, the queue moves
+            for process in queue[1:]:
+                process.wait(holders * 5 + 30)
+            for before, after in zip(queue[1:], queue[2:]):
+                released = seconds(before.first("time is up: letting go"))
+                pid = after.proc.pid
+                accepted = next(line for line in store.lines
+                                if f"pid {pid} write 1" in line and "accepted" in line)
+                held.append(seconds(after.first("holding the lock")) - released)
+                written.append(seconds(accepted) - released)
+    finally:
+        stop_all([store])
+    ms = [h * 1000 for h in held]
+    floor_p50 = percentile([w * 1000 for w in woken], 50)
+    write_ms = [(w - 1.0) * 1000 for w in written]   # lock.py's one-second wait taken out
+    return {"handovers": len(held), "p50_ms": round(percentile(ms, 50), 2),
+            "p99_ms": round(percentile(ms, 99), 2), "floor_p50_ms": round(floor_p50, 2),
+            "p50_x_floor": round(percentile(ms, 50) / floor_p50, 2),
+            "first_write_p50_s": round(percentile(written, 50), 3),
+            "first_write_p50_ms_past_the_wait": round(percentile(write_ms, 50), 2),
+            "first_write_p99_ms_past_the_wait": round(percentile(write_ms, 99), 2)}
+
+
 # --- watch ------------------------------------------------------------------------------
 
 # How watch.py says that changes reached it folded together: "N updates
@@ -509,7 +567,7 @@ def table(results):
     failed = results.get("failed", {})
     rows = []
     for key, build in (("failover", failover_table), ("failover_scaling", scaling_table),
-                       ("crash_failover", crash_table), ("watch", watch_table),
+                       ("lock_handover", lock_table), ("crash_failover", crash_table), ("watch", watch_table),
                        ("cold_start", cold_start_table), ("scale", scale_table),
                        ("workers", workers_table), ("reconnect", reconnect_table),
                        ("lab", lambda f: lab_table(f.get("lab", {"not_measured": "not run"}))),
@@ -543,6 +601,18 @@ def scaling_table(f):
                  if "failover" in f else "")
         rows.append((f"failover, create.py, {electors} electors", f"{handover(row)}{ratio}"))
     return rows
+
+
+def lock_table(f):
+    row = f["lock_handover"]
+    return [("lock handover, lock.py, a queue of 12",
+             f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms ({row['handovers']} handovers); "
+             f"{row['p50_x_floor']}x the floor at p50 (the floor among them: "
+             f"{row['floor_p50_ms']} ms)"),
+            ("  -> its first write accepted",
+             f"p50 {row['first_write_p50_s']} s: lock.py's 1 s wait and "
+             f"{row['first_write_p50_ms_past_the_wait']} ms (p99 "
+             f"{row['first_write_p99_ms_past_the_wait']} ms)")]
 
 
 def crash_table(f):
@@ -701,6 +771,7 @@ def main():
         measure("failover", lambda: failover_side_by_side(hosts, zk, deleter, f"{IPS[1]}:2181"),
                 into=results)
         measure("failover_scaling", lambda: failover_scaling(hosts, zk), into=results)
+        measure("lock_handover", lambda: lock_handover(hosts, zk, deleter, f"{IPS[1]}:2181"))
         measure("crash_failover", lambda: crash_row(hosts, zk))
         measure("watch", lambda: watch_ramp(hosts, zk))
         measure("cold_start", lambda: cold_start(hosts))
