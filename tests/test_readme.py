@@ -618,24 +618,26 @@ def test_the_readmes_synced_read_through_a_cut_off_leader_is_stale(lab_machines)
     assert not any("Traceback" in line for line in synced.lines)
 
 
-def test_the_readmes_lock_holder_cut_off_in_the_lab(lab_machines):
-    """The README's lab lock story, run as printed: a holder on zoo1 cut off
-    mid-write, its lock taken by the holder on zoo2; after the heal the
-    write the cut held reaches the store, which refuses it for its lower
-    token, and the holder says it lost the lock."""
-    from test_lab import ENV, LAB_PY, lab, zk_leader
-    text = subsection(open(README).read(), "A lock holder cut off")
-    body = re.search(r"```sh\n(.*?)```\n", text, re.S).group(1)
-    third, store = re.findall(r"```text\n(.*?)```\n", text, re.S)
-    leader = zk_leader()
-    names = {"zoo1": "zoo2", "zoo2": "zoo1"} if leader == "zoo1" else {}   # as it says
-    terminals, output = {}, ""
+@contextlib.contextmanager
+def lab_lock_story(body, names):
+    """Run one of the README's lock stories for the VMs or the lab, as
+    printed, in the lab (`vagrant ssh zooN -c 'CMD'` through lab.py ssh),
+    machine names swapped by `names`: the commands "in a ... terminal" in the
+    background; a command for "when the ... terminal has written twice" or
+    "after two writes" waits for that; `kill -STOP/-CONT N` gets the third
+    terminal's pid. Gives (terminals by name, what the other commands
+    printed); stops what it started and heals the lab however it ends."""
+    from test_lab import ENV, LAB_PY, lab
+    terminals, said = {}, [""]
     try:
         for line in body.splitlines():
             command, _, comment = line.partition("  #")
-            words = swapped(command, names).split()
-            assert words[:2] == ["python3", "provision/lab.py"], line
-            argv = [sys.executable, LAB_PY, *words[2:]]
+            command = swapped(command.strip(), names)
+            if vagrant := re.fullmatch(r"vagrant ssh (zoo\d) -c '(.*)'", command):
+                argv = [sys.executable, LAB_PY, "ssh", vagrant.group(1), "--", vagrant.group(2)]
+            else:
+                assert command.startswith("python3 provision/lab.py "), line
+                argv = [sys.executable, LAB_PY, *command.split()[2:]]
             if started := re.search(r"in a (\w+) terminal", comment):
                 process = terminals[started.group(1)] = OutputProcess(argv, env=ENV)
                 process.wait_for(lambda m: m.startswith("listening on") or
@@ -645,12 +647,36 @@ def test_the_readmes_lock_holder_cut_off_in_the_lab(lab_machines):
                     process.wait_for(lambda m: m.startswith("holding the lock"), 30,
                                      what="the first holder to hold the lock")
                 continue
-            if when := re.search(r"when the (\w+) terminal has written twice", comment):
-                terminals[when.group(1)].wait_for(lambda m: m == "write 2: accepted", 90,
-                                                  what=f"the {when.group(1)} terminal's write 2")
+            when = re.search(r"when the (\w+) terminal has written twice", comment)
+            waiter = terminals[when.group(1)] if when else \
+                terminals["third"] if "after two writes" in comment else None
+            if waiter:
+                waiter.wait_for(lambda m: m == "write 2: accepted", 90, what="two writes")
+            if re.search(r"kill -(STOP|CONT) \d+", command):
+                pid = re.search(r"pid (\d+): waiting", terminals["third"].lines[0]).group(1)
+                argv[-1] = re.sub(r"\d+$", pid, argv[-1])
             result = as_printed(argv, 120, env=ENV)
             assert result.returncode == 0, result.stdout
-            output += result.stdout
+            said[0] += result.stdout
+        yield terminals, said[0]
+    finally:
+        for process in terminals.values():
+            if process.proc.poll() is None:
+                process.stop(signal.SIGINT)
+        lab("heal", check=False)
+
+
+def test_the_readmes_lock_holder_cut_off_in_the_lab(lab_machines):
+    """The README's lab lock story, run as printed: a holder on zoo1 cut off
+    mid-write, its lock taken by the holder on zoo2; after the heal the
+    write the cut held reaches the store, which refuses it for its lower
+    token, and the holder says it lost the lock."""
+    from test_lab import zk_leader
+    text = subsection(open(README).read(), "A lock holder cut off")
+    body = re.search(r"```sh\n(.*?)```\n", text, re.S).group(1)
+    third, store = re.findall(r"```text\n(.*?)```\n", text, re.S)
+    names = {"zoo1": "zoo2", "zoo2": "zoo1"} if zk_leader() == "zoo1" else {}   # as it says
+    with lab_lock_story(body, names) as (terminals, output):
         cut_off = terminals["third"]
         assert cut_off.wait(120) == 1, output + "\n".join(cut_off.lines) + cut_off.stderr
         assert not unshown(third.splitlines(), "\n".join(cut_off.lines)), \
@@ -668,8 +694,18 @@ def test_the_readmes_lock_holder_cut_off_in_the_lab(lab_machines):
         before = [l for l in cut_off.lines if re.search(r" write \d+: accepted$", l)]
         assert int(late) == len(before) + 1 and stamp(before[-1]) < took_over < stamp(refused)
         assert not any("Traceback" in line for p in terminals.values() for line in p.lines)
-    finally:
-        for process in terminals.values():
-            if process.proc.poll() is None:
-                process.stop(signal.SIGINT)
-        lab("heal", check=False)
+
+
+def test_the_readmes_lock_story_for_the_vms_runs_in_the_lab(lab_machines):
+    """The lock section's VM block, in the lab as the README says to run VM
+    commands: the store on zoo3, holders on zoo1 and zoo2, the first frozen
+    from inside its machine; its third write is refused and it lost the lock."""
+    text = subsection(open(README).read(), LOCK_STORY)
+    body, = [b for b in re.findall(r"```sh\n(.*?)```\n", text, re.S) if "vagrant ssh" in b]
+    with lab_lock_story(body, {}) as (terminals, output):
+        frozen = terminals["third"]
+        assert frozen.wait(120) == 1, output + "\n".join(frozen.lines) + frozen.stderr
+        said = frozen.messages()
+        assert said[-2].startswith("write 3: REJECTED: the store has seen fencing token"), said
+        assert said[-1] == "lost the lock: another process holds it now", said
+        assert not any("Traceback" in line for p in terminals.values() for line in p.lines)
