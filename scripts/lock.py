@@ -35,7 +35,8 @@ import threading
 import time
 
 from zkdemo import (CONNECTION_ERRORS, KazooState, NoNodeError, UserError, client_address,
-                    connect, disconnect, ip_port, log, make_parser, positive_number, run)
+                    connect, disconnect, ip_port, log, make_parser, positive_number, run,
+                    signals_held)
 
 LOCKS = "/zkdemo-locks"
 STORE_TIMEOUT = 60   # seconds to wait for the store's answer (a partition may delay it)
@@ -53,6 +54,7 @@ class Holder:
         self.state = KazooState.CONNECTED
         self.changed = threading.Condition()
         self.node = None       # the lock znode, once we hold the lock
+        self.session = None    # the session that created it
         self.deleted = False   # another client deleted it
         self.expired = False   # the session expired while we held the lock (kazoo may be in
                                # a new session since: the state alone would not say)
@@ -89,8 +91,7 @@ class Holder:
             if state != KazooState.CONNECTED:
                 return False
             try:   # look at our znode again, and watch it (kazoo drops watches with the connection)
-                if self.zk.exists(self.node, watch=self.on_node) is None:
-                    raise Lost(f"{self.node} is gone")
+                self.look()
             except CONNECTION_ERRORS:
                 # The connection went under us: kazoo is about to say so.
                 with self.changed:
@@ -101,6 +102,17 @@ class Holder:
             if said:
                 log("the lock is still ours: the same session, and its znode is there")
             return True
+
+    def look(self):
+        """Read our lock znode and watch it; raise Lost unless it is there and
+        is still our session's (after an expiry kazoo goes on in a new one)."""
+        found = self.zk.exists(self.node, watch=self.on_node)
+        if found is None:
+            raise Lost(f"{self.node} is gone")
+        now = self.zk.client_id and self.zk.client_id[0]   # the session kazoo is in
+        if not found.ephemeralOwner == now == self.session:
+            raise Lost("ZooKeeper expired the session: kazoo goes on in a new one")
+        return found
 
 
 class Store:
@@ -159,11 +171,9 @@ def main():
         log(f"{me}: waiting for the lock {lock.path}")
         lock.acquire()
         holder.node = f"{lock.path}/{lock.node}"
+        holder.session = zk.client_id[0] if zk.client_id else None
         # One read: our znode's czxid (the zxid that created it) and a watch on it.
-        found = zk.exists(holder.node, watch=holder.on_node)
-        if found is None:
-            raise Lost(f"{holder.node} is gone")
-        token = found.czxid
+        token = holder.look().czxid
         if args.no_fencing:
             log(f"holding the lock: {holder.node}, no fencing token (--no-fencing)")
             token = None
@@ -197,8 +207,9 @@ def main():
         raise UserError(f"the lock znode went while it was being taken: another client "
                         f"deleted {lock.path}")
     finally:
-        release(zk, lock)
-        disconnect(zk)
+        with signals_held():   # a second Ctrl-C waits: the session is closed first
+            release(zk, lock)
+            disconnect(zk)
 
 
 def release(zk, lock):
