@@ -190,9 +190,10 @@ def main():
             if not accepted:
                 log(f"write {writes}: REJECTED: the store has seen fencing token {highest}, "
                     f"newer than ours (0x{token:x})")
-                raise Lost("another process holds it now")
+                raise Lost("it has passed to a newer holder")
             log(f"write {writes}: accepted")
             next_write = max(next_write + 1, time.monotonic() + 1)
+        time.sleep(max(0.0, deadline - time.monotonic()))   # the rest of its time, not writing
         if holder.expired:
             raise Lost("ZooKeeper expired the session, and deleted the lock znode")
         if zk.state != KazooState.CONNECTED:

@@ -707,5 +707,5 @@ def test_the_readmes_lock_story_for_the_vms_runs_in_the_lab(lab_machines):
         assert frozen.wait(120) == 1, output + "\n".join(frozen.lines) + frozen.stderr
         said = frozen.messages()
         assert said[-2].startswith("write 3: REJECTED: the store has seen fencing token"), said
-        assert said[-1] == "lost the lock: another process holds it now", said
+        assert said[-1] == "lost the lock: it has passed to a newer holder", said
         assert not any("Traceback" in line for p in terminals.values() for line in p.lines)
