@@ -463,12 +463,16 @@ def draw_lock(panels, width=1000):
     the store's lane with a mark per write."""
     left, right, lane_h = 210, 20, 34
     out, y = [], 10
-    for title, story, frozen in panels:
-        times = [t.start for t in story["terms"]] + [t.end for t in story["terms"]] + \
+
+    def times(story, frozen):
+        return [t.start for t in story["terms"]] + [t.end for t in story["terms"]] + \
             [m.when for m in story["marks"]] + list(frozen)
-        first, last = min(times), max(times)
-        span = max((last - first).total_seconds(), 1.0)
-        scale = (width - left - right) / span
+    # One scale for every panel, so that the tellings line up second for second.
+    span = max(max((max(times(*p[1:])) - min(times(*p[1:]))).total_seconds(), 1.0)
+               for p in panels)
+    scale = (width - left - right) / span
+    for title, story, frozen in panels:
+        first = min(times(story, frozen))
 
         def x(when):
             return left + (when - first).total_seconds() * scale

@@ -303,7 +303,7 @@ def lock_telling(fencing):
                  at(16, "accepted  token 0x10000000e (highest so far): 127.0.0.1 pid 8122 write 3")]
         first += [at(15.2, "write 3: REJECTED: the store has seen fencing token 0x10000000e, "
                      "newer than ours (0x10000000c)"),
-                  at(15.21, "lost the lock: another process holds it now")]
+                  at(15.21, "lost the lock: it has passed to a newer holder")]
     else:
         store = [at(s, f"accepted  without a token (nothing to check): 127.0.0.1 pid {pid} "
                        f"write {n}") for s, pid, n in ((1, 8116, 1), (2, 8116, 2), (14, 8122, 1),
@@ -346,6 +346,17 @@ def test_the_committed_lock_picture_shows_one_late_write_each_way():
         assert verdicts.count(late) == 1 and set(verdicts) == {"accepted", late}, (title, verdicts)
         assert body.count('class="frozen"') == 1
         assert re.findall(r'class="term" data-holder="(\w+)', body) == ["first", "second"]
+    assert_one_scale(svg)
+
+
+def assert_one_scale(svg):
+    """The panels are drawn to one scale: each one's "5 s" and "10 s" marks
+    stand at the same x, so that a reader can compare them second for second."""
+    panels = re.findall(r'<g class="panel"[^>]*>(.*?)</g>', svg, re.S)
+    ticks = [dict((label, float(x)) for x, label in
+                  re.findall(r'<text x="([\d.]+)"[^>]*>(\d+) s</text>', body)) for body in panels]
+    assert len(ticks) == 2 and all("10" in t for t in ticks), ticks
+    assert ticks[0]["5"] == ticks[1]["5"] and ticks[0]["10"] == ticks[1]["10"], ticks
 
 
 def test_a_drawn_lock_story_has_its_marks_and_legend(tmp_path):
@@ -354,6 +365,7 @@ def test_a_drawn_lock_story_has_its_marks_and_legend(tmp_path):
     svg = timeline.draw_lock(panels)
     assert svg.count('data-verdict="late"') == 1 and svg.count('data-verdict="rejected"') == 1
     assert "REJECTED 0x10000000c &lt; 0x10000000e" in svg
+    assert_one_scale(svg)
     if os.environ.get("ZKDEMO_DRAW_LOCK"):
         with open(os.environ["ZKDEMO_DRAW_LOCK"], "w") as f:
             f.write(svg)
