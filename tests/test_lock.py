@@ -157,6 +157,13 @@ def test_the_readmes_lock_story_both_ways(reader, tmp_path):
     for terminal in terminals.values():
         assert "Traceback" not in terminal.output(), terminal.output()
 
+    # Let go, the first holder hears from kazoo what happened while it was
+    # frozen: its connection had been closed, then its session had expired.
+    said = runs[0][0].output()
+    after = said[said.index("write 2: accepted"):]
+    assert re.search(r"connection suspended[^\n]*\n(.*\n)*.*session lost", after), said
+    assert "lost the lock: ZooKeeper expired the session" in after, said
+
     # Without tokens: the late write, in the store's file among the new holder's.
     writes = [line.split()[3:] for line in open(record)]   # token, ip, pid, N, write, K
     (first, second), fenced = runs[0], runs[1]
@@ -291,6 +298,38 @@ def test_a_znode_deleted_by_another_client_ends_the_hold(ensemble, zk, scripts, 
     zk.delete(f"/zkdemo-locks/deleted/{node}")   # as zkCli.sh's `delete` would
     assert a.wait(10) == 1
     assert a.messages()[-1] == f"lost the lock: another client deleted /zkdemo-locks/deleted/{node}"
+
+
+def test_a_late_write_before_the_new_holders_first_is_accepted(ensemble, zk, scripts, store,
+                                                               tmp_path):
+    """The store learns of a new holder only from its first write, a second
+    after it took the lock: a frozen holder let go within that second has its
+    late write accepted, its token being the highest the store has seen. The
+    writes still come one holder's after the other's."""
+    a = holder(scripts, ensemble, store, "60", "--name", "early")
+    a.wait_for(lambda m: m == "write 1: accepted", 30, what="a's first write")
+    b = holder(scripts, ensemble, store, "10", "--name", "early")
+    b.wait_for(lambda m: "waiting for the lock" in m, 30)
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    try:
+        b.wait_for(lambda m: m.startswith("holding the lock"), 40, what="b to take the lock")
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    assert a.wait(40) == 1
+    said = a.messages()
+    assert any(m.startswith("session lost") for m in said), "\n".join(said)
+    assert said[-1].startswith("lost the lock: "), "\n".join(said)
+    b.wait_for(lambda m: m == "write 1: accepted", 10, what="b's first write")
+    took = next(line[:23] for line in b.lines if "holding the lock" in line)
+    writes = [line.split() for line in (tmp_path / "store.txt").read_text().splitlines()]
+    # date, time, "token", TOKEN, ip, "pid", PID, "write", N
+    late = [w for w in writes if w[6] == str(a.proc.pid) and " ".join(w[:2]) > took]
+    first = [w for w in writes if w[6] == str(b.proc.pid)][0]
+    assert len(late) == 1 and writes.index(late[0]) + 1 == writes.index(first), writes
+    assert int(late[0][3], 16) < int(first[3], 16)   # accepted: no higher token seen yet
+    assert f"write {late[0][-1]}: accepted" in a.messages()
+    tokens = [int(w[3], 16) for w in writes]
+    assert tokens == sorted(tokens), writes   # one holder's writes after the other's
 
 
 def answer(address, line):
