@@ -20,9 +20,10 @@ So each write carries a fencing token, and the store refuses any token
 lower than one it has already accepted. The token is the czxid of the
 holder's lock znode: the zxid of the transaction that created it, a 64-bit
 number that every write to the ensemble increases (not the ten-digit
-sequence suffix, a signed 32-bit counter that wraps). The next holder's
-znode was created later, so its token is higher. --no-fencing sends no
-token, and the store has nothing to check.
+sequence suffix, a signed 32-bit counter that overflows past 2147483647
+creates under one lock). The next holder's znode was created later, so
+its token is higher. --no-fencing sends no token, and the store has
+nothing to check.
 
 It holds the lock NUMBER seconds (default 30), then lets it go; it exits
 with 1 when it lost the lock. Ctrl-C while it waits deletes its znode at
