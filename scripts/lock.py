@@ -35,9 +35,9 @@ import socket
 import threading
 import time
 
-from zkdemo import (CONNECTION_ERRORS, KazooState, NoNodeError, UserError, client_address,
-                    connect, disconnect, ip_port, log, make_parser, positive_number, run,
-                    signals_held)
+from zkdemo import (CONNECTION_ERRORS, ConnectionLoss, KazooState, NoNodeError, UserError,
+                    client_address, connect, disconnect, ip_port, log, make_parser,
+                    positive_number, run, signals_held)
 
 LOCKS = "/zkdemo-locks"
 STORE_TIMEOUT = 60   # seconds to wait for the store's answer (a partition may delay it)
@@ -55,7 +55,7 @@ class Holder:
         self.state = KazooState.CONNECTED
         self.changed = threading.Condition()
         self.node = None       # the lock znode, once we hold the lock
-        self.session = None    # the session that created it
+        self.session = None    # the session that created it (its ephemeralOwner)
         self.deleted = False   # another client deleted it
         self.expired = False   # the session expired while we held the lock (kazoo may be in
                                # a new session since: the state alone would not say)
@@ -108,10 +108,13 @@ class Holder:
         """Read our lock znode and watch it; raise Lost unless it is there and
         is still our session's (after an expiry kazoo goes on in a new one)."""
         found = self.zk.exists(self.node, watch=self.on_node)
+        now = self.zk.client_id   # the session kazoo is in; None while it reconnects
         if found is None:
             raise Lost(f"{self.node} is gone")
-        now = self.zk.client_id and self.zk.client_id[0]   # the session kazoo is in
-        if not found.ephemeralOwner == now == self.session:
+        if now is None:
+            raise ConnectionLoss()   # check() waits for kazoo's word
+        self.session = self.session or found.ephemeralOwner   # the first look: ours
+        if not found.ephemeralOwner == now[0] == self.session:
             raise Lost("ZooKeeper expired the session: kazoo goes on in a new one")
         return found
 
@@ -172,7 +175,6 @@ def main():
         log(f"{me}: waiting for the lock {lock.path}")
         lock.acquire()
         holder.node = f"{lock.path}/{lock.node}"
-        holder.session = zk.client_id[0] if zk.client_id else None
         # One read: our znode's czxid (the zxid that created it) and a watch on it.
         token = holder.look().czxid
         if args.no_fencing:
@@ -194,9 +196,13 @@ def main():
                 raise Lost("it has passed to a newer holder")
             log(f"write {writes}: accepted")
             next_write = max(next_write + 1, time.monotonic() + 1)
-        time.sleep(max(0.0, deadline - time.monotonic()))   # the rest of its time, not writing
+        with holder.changed:   # the rest of its time: not writing, still listening
+            holder.changed.wait_for(lambda: holder.expired or holder.deleted,
+                                    max(0.0, deadline - time.monotonic()))
         if holder.expired:
             raise Lost("ZooKeeper expired the session, and deleted the lock znode")
+        if holder.deleted:
+            raise Lost(f"another client deleted {holder.node}")
         if zk.state != KazooState.CONNECTED:
             log("time is up, with the connection down: the lock may be gone already")
             return 1
