@@ -106,6 +106,10 @@ _STOPPING = {"stopping": False, "holding": 0, "held": []}
 
 
 def _stop(signum, frame):
+    if os.getpid() != _STOPPING.get("pid"):
+        # A child forked to run a command, not yet the command (a preexec_fn
+        # runs Python there): the group's signal ends it as it would the command.
+        os._exit(128 + signum)
     if _STOPPING["stopping"] or _STOPPING["holding"]:
         _STOPPING["held"].append(signum)
         return
@@ -156,6 +160,7 @@ def stop_as_ctrl_c():
     and stops what the tool started. SIGINT too, in case the tool was started
     where it is ignored (a background job of a script); SIGHUP not when it is
     ignored (`nohup`). Output to a reader that has gone is dropped, not raised."""
+    _STOPPING["pid"] = os.getpid()
     for sig in STOPS:
         if not (sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN):
             signal.signal(sig, _stop)

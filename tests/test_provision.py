@@ -252,6 +252,25 @@ def test_provisioner_installs_zookeeper_and_a_second_run_changes_nothing(chroot)
     assert chroot.zookeeper_pid() == pid
 
 
+def test_a_stop_signal_in_a_child_before_its_command_ends_it_without_a_traceback():
+    """lab.py starts commands with a preexec_fn (the machine's cgroup), so a
+    forked child runs Python before its command; a group's SIGTERM landing
+    then ran the tool's handler there, and a traceback reached the terminal
+    (seen once in test_chaos). Planted: the child signals itself right there."""
+    child = (
+        "import os, signal, subprocess, sys\n"
+        f"sys.path.insert(0, {os.path.join(REPO, 'provision')!r})\n"
+        "from zkensemble import stop_as_ctrl_c\n"
+        "stop_as_ctrl_c()\n"
+        "term = lambda: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "done = subprocess.run(['true'], preexec_fn=term)\n"
+        "print('child ended', done.returncode)\n")
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                            timeout=30, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in result.stderr and result.returncode == 0, result.stderr
+    assert result.stdout == f"child ended {128 + signal.SIGTERM}\n"
+
+
 def test_two_runs_make_the_cached_root_one_at_a_time(tmp_path):
     """Two labs (or a lab and the VMs) started together on a new machine:
     the second waits, and says so, while the first makes the Debian root."""
