@@ -84,11 +84,9 @@ class Holder:
                     said = True
                 while self.state == KazooState.SUSPENDED and time.monotonic() < until:
                     self.changed.wait(until - time.monotonic())
-                state, deleted, expired = self.state, self.deleted, self.expired
+                state, expired = self.state, self.expired
             if expired:
                 raise Lost("ZooKeeper expired the session, and deleted the lock znode")
-            if deleted:
-                raise Lost(f"another client deleted {self.node}")
             if state != KazooState.CONNECTED:
                 return False
             try:   # look at our znode again, and watch it (kazoo drops watches with the connection)
@@ -106,16 +104,19 @@ class Holder:
 
     def look(self):
         """Read our lock znode and watch it; raise Lost unless it is there and
-        is still our session's (after an expiry kazoo goes on in a new one)."""
+        is still our session's (after an expiry kazoo goes on in a new one).
+        A watch's `deleted` alone does not say who deleted it: ZooKeeper does
+        when it expires the session, and a frozen holder reads that event on
+        waking, before kazoo hears of the expiry. So this read decides."""
         found = self.zk.exists(self.node, watch=self.on_node)
         now = self.zk.client_id   # the session kazoo is in; None while it reconnects
-        if found is None:
-            raise Lost(f"{self.node} is gone")
         if now is None:
             raise ConnectionLoss()   # check() waits for kazoo's word
-        self.session = self.session or found.ephemeralOwner   # the first look: ours
-        if not found.ephemeralOwner == now[0] == self.session:
+        self.session = self.session or (found and found.ephemeralOwner) or now[0]
+        if now[0] != self.session or (found and found.ephemeralOwner != self.session):
             raise Lost("ZooKeeper expired the session: kazoo goes on in a new one")
+        if found is None:   # our session is alive: someone else deleted it
+            raise Lost(f"another client deleted {self.node}")
         return found
 
 
@@ -199,10 +200,8 @@ def main():
         with holder.changed:   # the rest of its time: not writing, still listening
             holder.changed.wait_for(lambda: holder.expired or holder.deleted,
                                     max(0.0, deadline - time.monotonic()))
-        if holder.expired:
-            raise Lost("ZooKeeper expired the session, and deleted the lock znode")
-        if holder.deleted:
-            raise Lost(f"another client deleted {holder.node}")
+        if holder.expired or holder.deleted:   # which of the two: check() finds out
+            holder.check(until=time.monotonic() + args.session_timeout)
         if zk.state != KazooState.CONNECTED:
             log("time is up, with the connection down: the lock may be gone already")
             return 1
