@@ -464,15 +464,13 @@ def draw_lock(panels, width=1000):
     left, right, lane_h = 210, 20, 34
     out, y = [], 10
 
-    def times(story, frozen):
-        return [t.start for t in story["terms"]] + [t.end for t in story["terms"]] + \
-            [m.when for m in story["marks"]] + list(frozen)
+    times = [[t.start for t in story["terms"]] + [t.end for t in story["terms"]] +
+             [m.when for m in story["marks"]] + list(frozen) for _, story, frozen in panels]
     # One scale for every panel, so that the tellings line up second for second.
-    span = max(max((max(times(*p[1:])) - min(times(*p[1:]))).total_seconds(), 1.0)
-               for p in panels)
+    span = max(max((max(t) - min(t)).total_seconds(), 1.0) for t in times)
     scale = (width - left - right) / span
-    for title, story, frozen in panels:
-        first = min(times(story, frozen))
+    for (title, story, frozen), when in zip(panels, times):
+        first = min(when)
 
         def x(when):
             return left + (when - first).total_seconds() * scale
