@@ -47,6 +47,9 @@ class Lost(Exception):
     """The lock is gone: the session expired, or the store saw a newer holder."""
 
 
+EXPIRED = "ZooKeeper expired the session, and deleted the lock znode"
+
+
 class Holder:
     """What the lock holder knows of its session, from kazoo's thread."""
 
@@ -56,7 +59,7 @@ class Holder:
         self.changed = threading.Condition()
         self.node = None       # the lock znode, once we hold the lock
         self.session = None    # the session that created it (its ephemeralOwner)
-        self.deleted = False   # another client deleted it
+        self.deleted = False   # a watch said it was deleted (by whom: look() finds out)
         self.expired = False   # the session expired while we held the lock (kazoo may be in
                                # a new session since: the state alone would not say)
 
@@ -86,7 +89,7 @@ class Holder:
                     self.changed.wait(until - time.monotonic())
                 state, expired = self.state, self.expired
             if expired:
-                raise Lost("ZooKeeper expired the session, and deleted the lock znode")
+                raise Lost(EXPIRED)
             if state != KazooState.CONNECTED:
                 return False
             try:   # look at our znode again, and watch it (kazoo drops watches with the connection)
@@ -112,9 +115,10 @@ class Holder:
         now = self.zk.client_id   # the session kazoo is in; None while it reconnects
         if now is None:
             raise ConnectionLoss()   # check() waits for kazoo's word
-        self.session = self.session or (found and found.ephemeralOwner) or now[0]
+        if self.session is None:   # the first look, right after acquire(): it is ours
+            self.session = found.ephemeralOwner if found else now[0]
         if now[0] != self.session or (found and found.ephemeralOwner != self.session):
-            raise Lost("ZooKeeper expired the session: kazoo goes on in a new one")
+            raise Lost(EXPIRED)   # kazoo has gone on in a new session
         if found is None:   # our session is alive: someone else deleted it
             raise Lost(f"another client deleted {self.node}")
         return found
